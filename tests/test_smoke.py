@@ -1,0 +1,19 @@
+"""The CLI starts, reports its version, and maps errors to their exit codes."""
+
+from conftest import run_cli
+
+from vgpubuild import __version__
+
+
+def test_version() -> None:
+    r = run_cli("--version")
+    assert r.exit_code == 0
+    assert r.stdout.strip() == f"vgpubuild {__version__}"
+
+
+def test_missing_path_is_one_line_input_error() -> None:
+    r = run_cli("hash", "file", "/nonexistent/file")
+    assert r.exit_code == 4
+    assert r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: ") and "does not exist" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,3 @@
+from vgpubuild.cli.app import main
+
+main()

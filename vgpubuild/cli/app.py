@@ -1,0 +1,120 @@
+"""The ``vgpubuild`` entry point: global options, command registration, error reporting."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import traceback
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from vgpubuild import __version__
+from vgpubuild.errors import InterruptedError_, VgpubuildError, exit_code_summary
+
+HELP = """Build patched NVIDIA vGPU drivers reproducibly, for NixOS and everyone else.
+
+Fetches and verifies a release's inputs, runs vGPU-Unlock-patcher's patch.sh, rewrites vgpuConfig.xml (profile overrides, clones) and emits an artifact whose Nix hash and store path are known in advance.
+
+Examples:
+
+  vgpubuild patch --release 17.3 --zip ./NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
+
+  vgpubuild profiles override 333 --xml vgpuConfig.xml --vram 3584 --in-place
+
+  vgpubuild hash path ./result
+"""
+
+EPILOG = exit_code_summary()
+
+app = typer.Typer(
+    name="vgpubuild",
+    help=HELP,
+    epilog=EPILOG,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_debug = {"on": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vgpubuild {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and debug logs on errors.")
+    ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="Log style on stderr: auto (readable), console, or json (one object a line).",
+        ),
+    ] = "auto",
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log debug details.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Log warnings only.")] = False,
+) -> None:
+    from vgpubuild import log
+    from vgpubuild.errors import UsageError
+
+    if log_format not in ("auto", "console", "json"):
+        raise UsageError(f"unknown log format {log_format!r}", hint="Use auto, console or json.")
+    _debug["on"] = debug
+    level = logging.DEBUG if (verbose or debug) else logging.WARNING if quiet else logging.INFO
+    log.configure(log_format, level)  # type: ignore[arg-type]
+
+
+def _register_all() -> None:
+    import importlib
+
+    for name in ("hash", "releases", "fetch", "profiles", "patch", "nix"):
+        try:
+            module = importlib.import_module(f"vgpubuild.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"vgpubuild.cli.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_all()
+
+
+def _on_sigint(_signum: int, _frame: FrameType | None) -> None:
+    raise InterruptedError_("interrupted", hint="Nothing partial was left at the output.")
+
+
+def main() -> None:
+    """Run the CLI; turn vgpubuild errors into one line on stderr and their exit code."""
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        app()
+    except VgpubuildError as exc:
+        if _debug["on"]:
+            traceback.print_exc()
+        from vgpubuild.log import redact
+
+        sys.stderr.write(f"error: {redact(str(exc))}\n")
+        sys.exit(exc.exit_code)
+    except Exception:
+        if _debug["on"]:
+            raise
+        exc_type, exc_value, _ = sys.exc_info()
+        sys.stderr.write(
+            f"error: internal error ({exc_type.__name__ if exc_type else '?'}: {exc_value}). "
+            "Run again with --debug and report the traceback.\n"
+        )
+        sys.exit(1)

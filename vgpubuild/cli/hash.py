@@ -1,0 +1,157 @@
+"""``vgpubuild hash|nar|store``: Nix's hashing, NAR and store paths, without Nix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from vgpubuild.cli.common import JsonFlag, print_json, print_line
+
+if TYPE_CHECKING:
+    from vgpubuild.nixhash import Hash, HashForm
+
+hash_app = typer.Typer(help="Hash files and trees exactly as Nix does.", no_args_is_help=True)
+nar_app = typer.Typer(help="Write NAR archives (nix-store --dump).", no_args_is_help=True)
+store_app = typer.Typer(help="Compute Nix store paths without Nix.", no_args_is_help=True)
+
+FORM_HELP = "Output form: sri, nix32, base16 or base64."
+FormOption = Annotated[str, typer.Option("--to", "--format", "-f", help=FORM_HELP)]
+TypeOption = Annotated[
+    str, typer.Option("--type", help="Hash algorithm (sha256, sha512, sha1, md5).")
+]
+PathArg = Annotated[Path, typer.Argument(help="File or directory to hash.")]
+
+
+def _emit(h: Hash, form: str, as_json: bool, **extra: str) -> None:
+    from vgpubuild.nixhash import HASH_FORMS
+
+    if as_json:
+        print_json({**extra, "algo": h.algo, **{f: h.format(f) for f in HASH_FORMS}})
+    else:
+        print_line(h.format(_check_form(form)))
+
+
+def _check_form(form: str) -> HashForm:
+    from vgpubuild.errors import UsageError
+    from vgpubuild.nixhash import HASH_FORMS
+
+    if form not in HASH_FORMS:
+        raise UsageError(
+            f"unknown hash form {form!r}", hint=f"Use one of: {', '.join(HASH_FORMS)}."
+        )
+    return form
+
+
+@hash_app.command("file")
+def hash_file_cmd(
+    path: PathArg, to: FormOption = "sri", algo: TypeOption = "sha256", as_json: JsonFlag = False
+) -> None:
+    """Flat hash of a file's bytes (nix-hash --flat, nix-prefetch-url).
+
+    Example: vgpubuild hash file NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
+    """
+    from vgpubuild.nixhash import hash_file
+
+    _emit(hash_file(path, algo), to, as_json, path=str(path))
+
+
+@hash_app.command("path")
+def hash_path_cmd(
+    path: PathArg, to: FormOption = "sri", algo: TypeOption = "sha256", as_json: JsonFlag = False
+) -> None:
+    """Recursive (NAR) hash of a file or tree (nix-hash --type sha256 PATH).
+
+    Example: vgpubuild hash path ./NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm-patched --to nix32
+    """
+    from vgpubuild.nar import nar_hash
+
+    _emit(nar_hash(path, algo), to, as_json, path=str(path))
+
+
+@hash_app.command("convert")
+def hash_convert_cmd(
+    value: Annotated[str, typer.Argument(help="A hash in any form: hex, nix32, base64 or SRI.")],
+    to: FormOption = "sri",
+    algo: Annotated[
+        str | None, typer.Option("--type", help="Algorithm when the hash has no prefix.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Convert a hash between forms (nix hash to-sri / to-base32 / to-base16).
+
+    Example: vgpubuild hash convert sha256:1r3v22qkypccqifzbww5lrn6hf1chi23m6zzkyvb8bvg457nxslq --to base16
+    """
+    from vgpubuild.nixhash import Hash
+
+    _emit(Hash.parse(value, algo), to, as_json)
+
+
+@nar_app.command("dump")
+def nar_dump_cmd(
+    path: Annotated[Path, typer.Argument(help="File, symlink or directory to serialise.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Write the NAR serialisation of PATH, byte-for-byte as nix-store --dump.
+
+    Example: vgpubuild nar dump ./tree > tree.nar
+    """
+    import sys
+
+    from vgpubuild import nar
+    from vgpubuild.atomic import atomic_file
+
+    if output is None:
+        nar.dump(path, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    with atomic_file(output) as f:
+        nar.dump(path, f)
+
+
+@store_app.command("path")
+def store_path_cmd(
+    path: Annotated[Path, typer.Argument(help="File or directory that would be added.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Store name (default: the path's base name).")
+    ] = None,
+    flat: Annotated[
+        bool, typer.Option("--flat", help="As nix-store --add-fixed sha256 FILE (file bytes).")
+    ] = False,
+    recursive: Annotated[
+        bool,
+        typer.Option("--recursive", help="As nix-store --add / --add-fixed --recursive (default)."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print the store path Nix would give PATH, without adding it.
+
+    Example: vgpubuild store path --flat NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
+    """
+    from vgpubuild.errors import UsageError
+    from vgpubuild.store import Ingestion, path_for
+
+    if flat and recursive:
+        raise UsageError("--flat and --recursive exclude each other", hint="Pick one.")
+    ingestion: Ingestion = "flat" if flat else "recursive"
+    content, store_path = path_for(path, ingestion, name)
+    if as_json:
+        print_json(
+            {
+                "path": str(path),
+                "ingestion": ingestion,
+                "hash": content.sri,
+                "store_path": store_path,
+            }
+        )
+    else:
+        print_line(store_path)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hash_app, name="hash")
+    app.add_typer(nar_app, name="nar")
+    app.add_typer(store_app, name="store")

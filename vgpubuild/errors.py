@@ -1,0 +1,152 @@
+"""The one exception hierarchy of vgpubuild.
+
+Every failure a user can cause or meet is a :class:`VgpubuildError` subclass. Each class
+carries the process exit code for its failure class, so scripts can tell "your input is
+wrong" from "the network failed" from "the patcher broke" without parsing messages. The CLI
+prints ``error: <message>`` (one sentence saying what happened and what to do) and exits
+with ``exit_code``; tracebacks appear only with ``--debug``.
+
+Subclasses share their parent's exit code unless they name a failure class of their own.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+class VgpubuildError(Exception):
+    """Any other expected failure (base class; ``hint`` says what to do)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}. {self.hint}" if self.hint else self.message
+
+
+class UsageError(VgpubuildError):
+    """A command-line value is invalid (bad hash string, store name, id, option, target)."""
+
+    exit_code = 2
+
+
+class InvalidHashError(UsageError):
+    """A hash string has the wrong length, alphabet or algorithm."""
+
+
+class InvalidStoreNameError(UsageError):
+    """A store path name uses characters or a length Nix refuses."""
+
+
+class UnknownReleaseError(UsageError):
+    """A release version is not in the catalog nor defined in the build config."""
+
+
+class ConfigError(VgpubuildError):
+    """The build configuration file is unreadable, malformed or has unknown keys."""
+
+    exit_code = 3
+
+
+class InputError(VgpubuildError):
+    """A local input path is missing, unreadable, or of a kind that cannot be used."""
+
+    exit_code = 4
+
+
+class NetworkError(VgpubuildError):
+    """A download failed: HTTP status, timeout, connection, or offline mode."""
+
+    exit_code = 5
+
+
+class OfflineError(NetworkError):
+    """The network is needed but ``--offline`` (or builder mode) forbids it."""
+
+
+class HashMismatchError(VgpubuildError):
+    """Bytes did not hash to the expected value (the file was quarantined, not used)."""
+
+    exit_code = 6
+
+
+class SourceNotFoundError(VgpubuildError):
+    """A required input is nowhere: not given, not cached, not in the Nix store, no URL."""
+
+    exit_code = 7
+
+
+class XmlConfigError(VgpubuildError):
+    """vgpuConfig.xml is malformed, unsafe, or an edit names something that is not there."""
+
+    exit_code = 8
+
+
+class PatcherError(VgpubuildError):
+    """vGPU-Unlock-patcher is unsuitable for the release or ``patch.sh`` failed."""
+
+    exit_code = 9
+
+
+class ToolMissingError(VgpubuildError):
+    """An external program the step needs (bash, patch, nix-store, ...) is not on PATH."""
+
+    exit_code = 10
+
+
+class OutputError(VgpubuildError):
+    """The output location cannot be written (nothing partial was left there)."""
+
+    exit_code = 11
+
+
+class InterruptedError_(VgpubuildError):
+    """The user interrupted the run (Ctrl-C); partial output was removed."""
+
+    exit_code = 130
+
+
+EXIT_CODES: tuple[type[VgpubuildError], ...] = (
+    VgpubuildError,
+    UsageError,
+    ConfigError,
+    InputError,
+    NetworkError,
+    HashMismatchError,
+    SourceNotFoundError,
+    XmlConfigError,
+    PatcherError,
+    ToolMissingError,
+    OutputError,
+    InterruptedError_,
+)
+"""The failure classes with distinct exit codes, in the order the docs list them."""
+
+
+def _label(cls: type[VgpubuildError]) -> str:
+    if cls is VgpubuildError:
+        return "other failure"
+    words = re.findall(r"[A-Z][a-z]*", cls.__name__.rstrip("_").removesuffix("Error"))
+    return " ".join(words).lower()
+
+
+def exit_code_summary() -> str:
+    """One line for ``--help``: every exit code with a short label."""
+    return (
+        "Exit codes: 0 success, "
+        + ", ".join(f"{cls.exit_code} {_label(cls)}" for cls in EXIT_CODES)
+        + "."
+    )
+
+
+def exit_code_table() -> str:
+    """A Markdown table for the README: code, class, what it means."""
+    rows = ["| code | class | meaning |", "|---|---|---|", "| 0 | | success |"]
+    for cls in EXIT_CODES:
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        rows.append(f"| {cls.exit_code} | `{cls.__name__}` | {doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,104 @@
+"""Logging: structlog to stderr, readable on a terminal, JSON for machines.
+
+Data results go to stdout; everything said *about* the work goes here. structlog is imported
+on first use, not at start-up, so ``vgpubuild --help`` stays fast.
+
+Secrets (passwords, tokens, Authorization values) are registered with :func:`add_secret`
+and replaced by ``***`` in every event before it is rendered: defence in depth on top of
+never logging them on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+
+    import structlog
+
+LogFormat = Literal["auto", "console", "json"]
+
+_state: dict[str, Any] = {"format": "auto", "level": logging.INFO, "applied": False}
+_secrets: set[str] = set()
+
+
+def configure(fmt: LogFormat = "auto", level: int = logging.INFO) -> None:
+    """Choose the format and level; applied lazily when the first logger is made."""
+    _state.update(format=fmt, level=level, applied=False)
+
+
+def add_secret(value: str) -> None:
+    """Make ``value`` unprintable in logs from now on (empty strings are ignored)."""
+    if value:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret in ``text`` with ``***``."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def json_mode() -> bool:
+    """True when logs are JSON: progress bars and colours stay off then."""
+    return bool(_state["format"] == "json")
+
+
+def _redact_event(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if _secrets:
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = redact(value)
+            elif not isinstance(value, int | float | bool | type(None)):
+                event[key] = redact(str(value))
+    return event
+
+
+class _CurrentStderr:
+    """Write to whatever ``sys.stderr`` is now (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _apply() -> None:
+    import structlog
+
+    fmt = _state["format"]
+    if fmt == "auto":
+        fmt = "console"
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(sort_keys=True)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            _redact_event,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_state["level"]),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        cache_logger_on_first_use=False,
+    )
+    _state["applied"] = True
+
+
+def get_logger(**initial: Any) -> structlog.typing.FilteringBoundLogger:
+    """Return a logger bound to ``initial`` key/values, configuring structlog if needed."""
+    import structlog
+
+    if not _state["applied"]:
+        _apply()
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(**initial)
+    return logger
