@@ -1,0 +1,167 @@
+"""The content-addressed cache of verified inputs.
+
+Layout under the root (``$VGPUBUILD_CACHE``, else ``$XDG_CACHE_HOME/vgpubuild``, else
+``~/.cache/vgpubuild``)::
+
+    sha256/<hex>/<name>   verified files; the name is kept because patch.sh finds inputs by it
+    partial/              ``.part`` downloads and their resume metadata
+    quarantine/           files that failed verification, kept for inspection
+    locks/                one lock file per content hash (fcntl), shared by all processes
+    tmp/                  copies in progress (same filesystem, so the final step is a rename)
+
+Only verified bytes ever reach ``sha256/``, and they arrive by ``rename``, so a reader never
+sees half a file. Entries are made read-only; the cache trusts its own entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from vgpubuild.errors import HashMismatchError, InputError, OutputError
+from vgpubuild.nixhash import CHUNK_SIZE, Hash
+from vgpubuild.store import check_name
+
+
+def default_root() -> Path:
+    """Where the cache lives unless a root is given."""
+    if env := os.environ.get("VGPUBUILD_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "vgpubuild"
+
+
+def mismatch_error(name: str, expected: Hash, got: Hash, kept: Path) -> HashMismatchError:
+    """The error for bytes that did not verify, worded like Nix's ``specified:``/``got:``."""
+    return HashMismatchError(
+        f"hash mismatch in {name} (the file was moved to {kept}; check that you have the "
+        "right file, or correct the expected hash if it is yours)\n"
+        f"  specified: {expected.sri}\n"
+        f"  got:       {got.sri}"
+    )
+
+
+class Cache:
+    """Verified inputs by content hash, safe for concurrent vgpubuild processes."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def partial(self) -> Path:
+        return self.root / "partial"
+
+    def _dir(self, name: str) -> Path:
+        path = self.root / name
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create cache folder {str(path)!r}: {exc.strerror}",
+                hint="Set VGPUBUILD_CACHE to a folder you can write to.",
+            ) from None
+        return path
+
+    def entry(self, sha256: Hash, name: str) -> Path:
+        """Where a verified file with this hash and name lives (whether or not it exists)."""
+        return self.root / "sha256" / sha256.hex / check_name(name)
+
+    def lookup(self, sha256: Hash, name: str) -> Path | None:
+        """The cached file, or None. Content cached under another name is linked to ``name``."""
+        path = self.entry(sha256, name)
+        if path.is_file():
+            return path
+        folder = path.parent
+        others = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        if not others:
+            return None
+        tmp = folder / f".{name}.{os.getpid()}.link"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            os.link(others[0], tmp)
+            os.replace(tmp, path)
+        except OSError:
+            return others[0] if others[0].name == name else None
+        return path
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive per-key lock (a content hash in hex, or a URL digest)."""
+        path = self._dir("locks") / f"{key}.lock"
+        with open(path, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def temp_file(self, name: str) -> Path:
+        """A fresh, empty file under ``tmp/`` to fill before :meth:`store` or quarantine."""
+        fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=self._dir("tmp"))
+        os.close(fd)
+        return Path(tmp)
+
+    def store(self, verified: Path, sha256: Hash, name: str) -> Path:
+        """Rename an already verified file (on the cache's filesystem) into place."""
+        dest = self.entry(sha256, name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(verified, 0o444)
+        os.replace(verified, dest)
+        return dest
+
+    def quarantine_file(self, path: Path, got: Hash, name: str) -> Path:
+        """Move bytes that failed verification out of the way, named by what they hashed to."""
+        dest = self._dir("quarantine") / f"{got.hex[:16]}-{name}"
+        os.replace(path, dest)
+        return dest
+
+    def add_file(self, src: Path, expected: Hash | None, name: str) -> Path:
+        """Copy ``src`` in, hashing while copying (one read); verify; return the entry.
+
+        With ``expected`` None the file is stored under whatever it hashes to (prefetch of a
+        local file). A mismatch quarantines the copy; ``src`` itself is never touched.
+        """
+        check_name(name)
+        if expected is not None and (hit := self.lookup(expected, name)):
+            return hit
+        try:
+            source = open(src, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise InputError(f"file {str(src)!r} does not exist", hint="Check the path.") from None
+        except IsADirectoryError:
+            raise InputError(f"{str(src)!r} is a directory, not a file") from None
+        except OSError as exc:
+            raise InputError(f"cannot read {str(src)!r}: {exc.strerror}") from None
+        tmp = self.temp_file(name)
+        try:
+            with source, open(tmp, "wb") as out:
+                got = copy_hashing(source, out)
+            if expected is not None and got != expected:
+                kept = self.quarantine_file(tmp, got, name)
+                raise mismatch_error(name, expected, got, kept)
+            with self.lock(got.hex):
+                return self.lookup(got, name) or self.store(tmp, got, name)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def copy_hashing(source: object, out: object) -> Hash:
+    """Copy a raw binary stream to a file, hashing the bytes on their way through."""
+    h = hashlib.sha256()
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    while n := source.readinto(view):  # type: ignore[attr-defined]
+        h.update(view[:n])
+        out.write(view[:n])  # type: ignore[attr-defined]
+    return Hash("sha256", h.digest())

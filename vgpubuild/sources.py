@@ -1,0 +1,242 @@
+"""Where each input comes from, and obtaining it verified.
+
+An input is a file name plus its expected SHA-256. :func:`obtain` looks for it in a fixed
+order and returns the first verified copy:
+
+1. the path the user gave explicitly (checked, hashed, cached);
+2. the vgpubuild cache;
+3. the Nix store path ``nix-store --add-fixed sha256 NAME`` would have given it (computed,
+   then checked on disk and hashed), so a file added the requireFile way is found;
+4. the configured URL (``http(s)://``, ``file://`` or a plain path).
+
+When all fail, :class:`SourceNotFoundError` says exactly how to supply the file.
+:func:`driver_sources` applies vgpu4nixos's ``driverSource`` rules to a release.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vgpubuild import log
+from vgpubuild.cache import Cache, mismatch_error
+from vgpubuild.catalog import LINUX_RUN_PREFIX, Release
+from vgpubuild.credentials import parse_curl_opts
+from vgpubuild.errors import ConfigError, InputError, SourceNotFoundError, UsageError
+from vgpubuild.fetch import FetchOptions, download, is_url
+from vgpubuild.nixhash import Hash, hash_file
+from vgpubuild.store import fixed_output_path
+
+NVIDIA_PORTAL = "https://www.nvidia.com/object/vGPU-software-driver.html"
+GUEST_URL = "https://storage.googleapis.com/nvidia-drivers-us-public/GRID/vGPU{grid}/{name}"
+DRIVER_SOURCE_KEYS = ("name", "url", "sha256", "curlOptsList")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input file: its name, expected hash and the places it may be found."""
+
+    name: str
+    sha256: Hash
+    url: str | None = None
+    path: Path | None = None
+    nix_store: bool = False
+    curl_opts: tuple[str, ...] = ()
+    """curl options for ``url`` (vgpu4nixos's ``curlOptsList``): credentials, CA bundle."""
+    obtain_hint: str | None = None
+    """How a person gets the file when it is nowhere (e.g. NVIDIA's licensing portal)."""
+
+    def store_path(self) -> str:
+        """Where ``nix-store --add-fixed sha256 NAME`` puts this file."""
+        return fixed_output_path(self.sha256, self.name, "flat")
+
+
+def obtain(spec: InputSpec, cache: Cache, options: FetchOptions) -> Path:
+    """A verified local copy of ``spec``'s file, from the first place that has it."""
+    logger = log.get_logger(file=spec.name)
+    if spec.path is not None:
+        return _from_explicit_path(spec, cache)
+    if hit := cache.lookup(spec.sha256, spec.name):
+        logger.debug("found in the cache", path=str(hit))
+        return hit
+    if spec.nix_store and (found := _from_nix_store(spec)):
+        logger.info("found in the Nix store", path=str(found))
+        return found
+    if spec.url:
+        if spec.curl_opts:
+            creds = parse_curl_opts(spec.curl_opts)
+            options = dataclasses.replace(options, credentials=creds)
+        return download(spec.url, spec.sha256, cache, options, name=spec.name)
+    raise SourceNotFoundError(not_found_message(spec, cache))
+
+
+def _from_explicit_path(spec: InputSpec, cache: Cache) -> Path:
+    assert spec.path is not None
+    path = spec.path.expanduser()
+    if not path.is_file():
+        raise InputError(
+            f"{str(path)!r} does not exist or is not a file", hint=f"Give the path of {spec.name}."
+        )
+    # A cached copy of the same size is the same file: skip hashing hundreds of MB again.
+    hit = cache.lookup(spec.sha256, spec.name)
+    if hit is not None and hit.stat().st_size == path.stat().st_size:
+        return hit
+    return cache.add_file(path, spec.sha256, spec.name)
+
+
+def _from_nix_store(spec: InputSpec) -> Path | None:
+    path = Path(spec.store_path())
+    if not path.is_file():
+        return None
+    got = hash_file(path)
+    if got != spec.sha256:  # only a corrupted store gets here; never use it
+        raise mismatch_error(spec.name, spec.sha256, got, path)
+    return path
+
+
+def not_found_message(spec: InputSpec, cache: Cache) -> str:
+    """The requireFile message, improved: what is missing, its hash, and how to add it."""
+    how = spec.obtain_hint or "Download it"
+    places = [
+        "no path was given",
+        f"it is not in the vgpubuild cache ({cache.root})",
+    ]
+    if spec.nix_store:
+        places.append(f"not at its Nix store path {spec.store_path()}")
+    places.append("and no URL is configured")
+    return "\n".join(
+        [
+            f"{spec.name} is needed but was not found: {', '.join(places)}",
+            f"  expected sha256: {spec.sha256.sri} (nix32: {spec.sha256.format('nix32')})",
+            f"{how}, then add it with either of",
+            f"  vgpubuild add /path/to/{spec.name}",
+            f"  nix-store --add-fixed sha256 /path/to/{spec.name}",
+            "or point vgpubuild at it directly (--zip PATH|URL, or driverSource.url in the "
+            "build config)",
+        ]
+    )
+
+
+def _zip_hint() -> str:
+    return (
+        "NVIDIA does not allow redistributing this file: download it from your NVIDIA "
+        f"licensing portal ({NVIDIA_PORTAL})"
+    )
+
+
+def _check_driver_source(ds: Mapping[str, Any]) -> None:
+    for key in ds:
+        if key not in DRIVER_SOURCE_KEYS:
+            near = difflib.get_close_matches(str(key), DRIVER_SOURCE_KEYS, n=1)
+            raise ConfigError(
+                f"unknown key {key!r} in driverSource",
+                hint=f"Did you mean {near[0]!r}?"
+                if near
+                else "Valid keys: " + ", ".join(DRIVER_SOURCE_KEYS) + ".",
+            )
+
+
+def driver_sources(
+    release: Release,
+    driver_source: Mapping[str, Any] | None,
+    *,
+    guest: bool,
+    zip_path: str | None,
+    merged: bool = False,
+) -> list[InputSpec]:
+    """The driver inputs of a build, by vgpu4nixos's ``driverSource`` rules.
+
+    The first spec is the driver itself: the host takes the GRID zip, the guest the public
+    ``-grid.run``; a ``driverSource.sha256`` means a ``.run`` is expected and the name's
+    extension decides ``.run`` vs ``.zip``. ``zip_path`` (``--zip PATH|URL``) names where the
+    GRID zip is. With ``merged`` the consumer ("general") driver follows.
+    """
+    ds = dict(driver_source or {})
+    _check_driver_source(ds)
+    ds_name = str(ds.get("name") or "")
+    ds_url = str(ds.get("url") or "")
+    raw_sha = ds.get("sha256")
+    curl = ds.get("curlOptsList") or []
+    if not isinstance(curl, Sequence) or isinstance(curl, str):
+        raise ConfigError("driverSource.curlOptsList must be a list of strings")
+    if raw_sha == "":
+        raise ConfigError(
+            "driverSource.sha256 is empty",
+            hint="Run 'vgpubuild prefetch URL' to learn the file's hash and put it there.",
+        )
+    ds_sha = Hash.parse(str(raw_sha), "sha256") if raw_sha is not None else None
+    if ds_name and ds_sha is None and not ds_name.endswith(".zip"):
+        raise ConfigError(
+            f"driverSource.name {ds_name!r} is not a .zip, but no driverSource.sha256 is set",
+            hint="Declare driverSource.sha256 for a .run file, or name the GRID .zip.",
+        )
+    if ds_name and ds_sha is not None and not ds_name.endswith(".run"):
+        raise ConfigError(
+            f"driverSource.sha256 is set, so a .run is expected, but the name is {ds_name!r}",
+            hint="Remove driverSource.sha256 to use a GRID .zip, or name the .run file.",
+        )
+
+    version = release.guest_version if guest else release.host_version
+    if ds_sha is not None:
+        sha = ds_sha
+    elif guest and not ds_name.endswith(".zip") and not zip_path:
+        if release.guest_sha256 is None:
+            raise ConfigError(
+                f"release {release.version} has no guest driver hash",
+                hint="Set driverSource.sha256 (and name) for the guest .run file.",
+            )
+        sha = release.guest_sha256
+    else:
+        sha = release.zip_sha256
+    is_zip = sha == release.zip_sha256 and ds_sha is None
+    if ds_name:
+        name = ds_name
+    elif is_zip:
+        name = release.zip_name
+    else:
+        name = f"{LINUX_RUN_PREFIX}{version}-{'grid' if guest else 'vgpu-kvm'}.run"
+    url: str | None = ds_url or None
+    if not url and guest and not ds_name and ds_sha is None and not is_zip:
+        url = release.guest_url or GUEST_URL.format(grid=release.version, name=name)
+    path: Path | None = None
+    if zip_path:
+        if not is_zip:
+            raise UsageError(
+                "--zip was given, but driverSource.sha256 says a .run file is used",
+                hint="Drop --zip, or remove driverSource.sha256 and name to use the GRID zip.",
+            )
+        if is_url(zip_path):
+            url, path = zip_path, None
+        else:
+            path = Path(zip_path)
+    specs = [
+        InputSpec(
+            name=name,
+            sha256=sha,
+            url=url,
+            path=path,
+            nix_store=True,
+            curl_opts=tuple(str(o) for o in curl),
+            obtain_hint=_zip_hint() if is_zip else None,
+        )
+    ]
+    if merged:
+        p = release.patcher
+        if p is None or p.general_sha256 is None:
+            raise ConfigError(
+                f"release {release.version} has no consumer driver hash for a merged driver",
+                hint="Merged drivers need a release with patcher support (vgpubuild releases list).",
+            )
+        specs.append(
+            InputSpec(
+                name=release.general_run_name,
+                sha256=p.general_sha256,
+                url=p.general_url,
+                nix_store=True,
+            )
+        )
+    return specs
