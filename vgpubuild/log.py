@@ -43,6 +43,11 @@ def redact(text: str) -> str:
     return text
 
 
+def is_enabled_for(level: int) -> bool:
+    """True when events at ``level`` are shown; lets hot paths skip importing structlog."""
+    return bool(level >= _state["level"])
+
+
 def json_mode() -> bool:
     """True when logs are JSON: progress bars and colours stay off then."""
     return bool(_state["format"] == "json")

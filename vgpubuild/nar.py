@@ -4,20 +4,24 @@ A NAR records only what Nix considers content: file bytes, the owner-executable 
 symlink targets and directory entries sorted by the bytes of their names. Modes, owners and
 mtimes are not recorded, which is what makes store paths reproducible.
 
-Everything is a generator of byte chunks so that a NAR of any size is hashed or written
-with a fixed, small amount of memory (one read buffer).
+The tree is walked once, depth-first, with an explicit stack (any depth, no recursion
+limit). The walk yields the NAR's structural bytes and, for each regular file, a
+:class:`Contents` placeholder; consumers then move the file's bytes the cheapest way they
+can: read in chunks for hashing, ``sendfile`` straight to an output descriptor for dumps.
+Memory stays a few chunks whatever the input size.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import os
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
-from vgpubuild.errors import InputError
-from vgpubuild.nixhash import CHUNK_SIZE, Hash
+from vgpubuild.errors import InputError, OutputError
+from vgpubuild.nixhash import Hash, hash_chunks, read_fd, special_kind
 
 NAR_MAGIC = b"nix-archive-1"
 
@@ -37,114 +41,211 @@ _DIRECTORY = _OPEN + _TYPE + nar_string(b"directory")
 _ENTRY = nar_string(b"entry") + _OPEN + nar_string(b"name")
 _NODE = nar_string(b"node")
 
+_SEND_CHUNK = 1 << 30
+"""Largest single sendfile call (the kernel caps one call near 2 GiB anyway)."""
+
+
+@dataclass(frozen=True)
+class Contents:
+    """Where a regular file's bytes go in the NAR: ``size`` bytes read from ``path``."""
+
+    path: bytes
+    size: int
+
+    def open(self) -> int:
+        """Open for reading without following a symlink swapped in since the walk."""
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except PermissionError:
+            raise InputError(
+                f"cannot read {_shown(self.path)!r}: permission denied",
+                hint="Make the file readable (chmod u+r) or run as its owner.",
+            ) from None
+        except OSError as exc:
+            raise InputError(f"cannot open {_shown(self.path)!r}: {exc.strerror}") from None
+
+    def changed(self) -> InputError:
+        return InputError(
+            f"{_shown(self.path)!r} changed size while it was being read",
+            hint="Run again once nothing is writing to it.",
+        )
+
+    def chunks(self) -> Iterator[bytes]:
+        """The file's bytes in chunks; refuses a file whose size changed since the walk."""
+        seen = 0
+        try:
+            for chunk in read_fd(self.open()):
+                seen += len(chunk)
+                if seen > self.size:
+                    raise self.changed()
+                yield chunk
+        except OSError as exc:
+            raise InputError(f"cannot read {_shown(self.path)!r}: {exc.strerror}") from None
+        if seen != self.size:
+            raise self.changed()
+
 
 def _shown(path: bytes) -> str:
     return os.fsdecode(path)
 
 
-def _file_chunks(path: bytes, st: os.stat_result, buf: bytearray) -> Iterator[bytes | memoryview]:
-    header = _REGULAR
-    if st.st_mode & stat.S_IXUSR:
-        header += _EXECUTABLE
-    size = st.st_size
-    yield header + _CONTENTS + size.to_bytes(8, "little")
-    view = memoryview(buf)
-    remaining = size
+def _lstat(path: bytes) -> os.stat_result:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except PermissionError:
-        raise InputError(
-            f"cannot read {_shown(path)!r}: permission denied",
-            hint="Make the file readable (chmod u+r) or run as its owner.",
-        ) from None
-    try:
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            while remaining:
-                n = f.readinto(view[: min(remaining, len(buf))])
-                if not n:
-                    break
-                remaining -= n
-                yield view[:n]
-            if remaining or f.read(1):
-                raise InputError(
-                    f"{_shown(path)!r} changed size while it was being read",
-                    hint="Run again once nothing is writing to it.",
-                )
-    except OSError as exc:
-        raise InputError(f"cannot read {_shown(path)!r}: {exc.strerror}") from None
-    yield b"\0" * (-size % 8) + _CLOSE
-
-
-def _node_chunks(path: bytes, buf: bytearray) -> Iterator[bytes | memoryview]:
-    try:
-        st = os.lstat(path)
+        return os.lstat(path)
     except FileNotFoundError:
         raise InputError(
             f"path {_shown(path)!r} does not exist", hint="Check the path and try again."
         ) from None
     except OSError as exc:
         raise InputError(f"cannot stat {_shown(path)!r}: {exc.strerror}") from None
-    mode = st.st_mode
-    if stat.S_ISREG(mode):
-        yield from _file_chunks(path, st, buf)
-    elif stat.S_ISLNK(mode):
-        yield _SYMLINK + nar_string(os.readlink(path)) + _CLOSE
-    elif stat.S_ISDIR(mode):
-        yield _DIRECTORY
-        try:
-            names = sorted(os.listdir(path))
-        except PermissionError:
-            raise InputError(
-                f"cannot list directory {_shown(path)!r}: permission denied",
-                hint="Make the directory readable (chmod u+rx) or run as its owner.",
-            ) from None
-        for name in names:
-            yield _ENTRY + nar_string(name) + _NODE
-            yield from _node_chunks(os.path.join(path, name), buf)
-            yield _CLOSE
-        yield _CLOSE
-    else:
-        kind = (
-            "fifo"
-            if stat.S_ISFIFO(mode)
-            else "socket"
-            if stat.S_ISSOCK(mode)
-            else "device"
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "special file"
-        )
+
+
+def _names(path: bytes) -> list[bytes]:
+    """Directory entries in byte order of their names, as Nix sorts them (not locale)."""
+    try:
+        return sorted(os.listdir(path))
+    except PermissionError:
         raise InputError(
-            f"{_shown(path)!r} is a {kind}, which a NAR cannot contain",
-            hint="Remove it from the tree or pick a tree without it.",
-        )
+            f"cannot list directory {_shown(path)!r}: permission denied",
+            hint="Make the directory readable (chmod u+rx) or run as its owner.",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"cannot list directory {_shown(path)!r}: {exc.strerror}") from None
 
 
-def nar_chunks(path: str | os.PathLike[str]) -> Iterator[bytes | memoryview]:
-    """Yield the NAR of ``path`` in pieces; a yielded memoryview is valid until the next."""
-    buf = bytearray(CHUNK_SIZE)
-    yield nar_string(NAR_MAGIC)
-    yield from _node_chunks(os.fsencode(path), buf)
+def nar_items(path: str | os.PathLike[str]) -> Iterator[bytes | Contents]:
+    """The NAR of ``path`` as structural bytes and :class:`Contents` placeholders.
+
+    Consecutive structure is joined into one ``bytes`` (between two files it is usually a
+    single small piece), which keeps writes and hash updates few.
+    """
+    head = nar_string(NAR_MAGIC)
+    stack: list[tuple[bytes, Iterator[bytes]]] = []  # open directories, names still to do
+    current = os.fsencode(path)
+    while True:
+        st = _lstat(current)
+        mode = st.st_mode
+        complete = True
+        if stat.S_ISREG(mode):
+            head += _REGULAR
+            if mode & stat.S_IXUSR:  # Nix looks at the owner's x bit only
+                head += _EXECUTABLE
+            yield head + _CONTENTS + st.st_size.to_bytes(8, "little")
+            yield Contents(current, st.st_size)
+            head = b"\0" * (-st.st_size % 8) + _CLOSE
+        elif stat.S_ISLNK(mode):
+            head += _SYMLINK + nar_string(os.readlink(current)) + _CLOSE
+        elif stat.S_ISDIR(mode):
+            head += _DIRECTORY
+            stack.append((current, iter(_names(current))))
+            complete = False
+        else:
+            raise InputError(
+                f"{_shown(current)!r} is a {special_kind(mode)}, which a NAR cannot contain",
+                hint="Remove it from the tree or pick a tree without it.",
+            )
+        # Find the next node: close finished entries and directories on the way up.
+        while True:
+            if complete:
+                if not stack:
+                    yield head
+                    return
+                head += _CLOSE  # the ( name ... node ... ) entry around the finished node
+            parent, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                head += _CLOSE  # the directory itself
+                stack.pop()
+                complete = True
+                continue
+            head += _ENTRY + nar_string(name) + _NODE
+            current = os.path.join(parent, name)
+            break
+
+
+def nar_chunks(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """Yield the NAR of ``path`` in pieces of at most READ_SIZE file bytes."""
+    for item in nar_items(path):
+        if isinstance(item, Contents):
+            yield from item.chunks()
+        else:
+            yield item
 
 
 def nar_hash(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
     """The recursive hash Nix gives ``path`` (``nix-hash --type sha256 PATH``)."""
-    h = hashlib.new(algo)
-    for chunk in nar_chunks(path):
-        h.update(chunk)
-    return Hash(algo, h.digest())
+    return hash_chunks(nar_chunks(path), algo)[0]
 
 
 def nar_hash_and_size(path: str | os.PathLike[str]) -> tuple[Hash, int]:
     """NAR sha256 and byte size in one pass (a narinfo needs both)."""
-    h = hashlib.sha256()
-    size = 0
-    for chunk in nar_chunks(path):
-        h.update(chunk)
-        size += len(chunk)
-    return Hash("sha256", h.digest()), size
+    return hash_chunks(nar_chunks(path))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _send(out_fd: int, contents: Contents) -> bool:
+    """Copy a file into ``out_fd`` in the kernel; False if sendfile cannot target it."""
+    in_fd = contents.open()
+    try:
+        offset = 0
+        while offset < contents.size:
+            try:
+                sent = os.sendfile(out_fd, in_fd, offset, min(contents.size - offset, _SEND_CHUNK))
+            except OSError as exc:
+                if offset == 0 and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    return False
+                raise
+            if not sent:
+                raise contents.changed()
+            offset += sent
+        if os.pread(in_fd, 1, offset):
+            raise contents.changed()
+        return True
+    finally:
+        os.close(in_fd)
 
 
 def dump(path: str | os.PathLike[str], out: BinaryIO) -> None:
-    """Write the NAR of ``path`` to ``out`` (``nix-store --dump PATH``)."""
-    for chunk in nar_chunks(path):
-        out.write(chunk)
+    """Write the NAR of ``path`` to ``out`` (``nix-store --dump PATH``).
+
+    When ``out`` has a file descriptor, file bytes go through ``sendfile`` (no copy into
+    Python; a pipe or /dev/null costs almost nothing); otherwise through ``out.write``.
+    Failures to write raise :class:`OutputError`, failures to read :class:`InputError`.
+    """
+    try:
+        out_fd: int | None = out.fileno()
+        out.flush()
+    except (AttributeError, OSError, ValueError):
+        out_fd = None
+    try:
+        if out_fd is None:
+            for chunk in nar_chunks(path):
+                out.write(chunk)
+            return
+        pending = b""
+        kernel_copy = True
+        for item in nar_items(path):
+            if not isinstance(item, Contents):
+                pending += item
+                continue
+            _write_all(out_fd, pending)
+            pending = b""
+            kernel_copy = kernel_copy and _send(out_fd, item)
+            if not kernel_copy:
+                for chunk in item.chunks():
+                    _write_all(out_fd, chunk)
+        _write_all(out_fd, pending)
+    except BrokenPipeError:
+        raise OutputError(
+            "the reader of the NAR closed the pipe before the end",
+            hint="Let the receiving command read the whole stream.",
+        ) from None
+    except InputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write the NAR: {exc.strerror}") from None

@@ -87,7 +87,8 @@ def path_for(
     path: str | os.PathLike[str], ingestion: Ingestion, name: str | None = None
 ) -> tuple[Hash, str]:
     """Hash ``path`` the way ``ingestion`` says and return (hash, store path)."""
-    name = name or os.path.basename(os.path.abspath(path))
+    if name is None:
+        name = os.path.basename(os.path.abspath(path))
     check_name(name)
     content = hash_file(path) if ingestion == "flat" else nar_hash(path)
     return content, fixed_output_path(content, name, ingestion)

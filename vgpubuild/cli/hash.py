@@ -24,6 +24,16 @@ TypeOption = Annotated[
 PathArg = Annotated[Path, typer.Argument(help="File or directory to hash.")]
 
 
+def _debug(event: str, **values: object) -> None:
+    """A debug log event (-v); structlog is imported only when it will be shown."""
+    import logging
+
+    from vgpubuild import log
+
+    if log.is_enabled_for(logging.DEBUG):
+        log.get_logger().debug(event, **values)
+
+
 def _emit(h: Hash, form: str, as_json: bool, **extra: str) -> None:
     from vgpubuild.nixhash import HASH_FORMS
 
@@ -52,9 +62,15 @@ def hash_file_cmd(
 
     Example: vgpubuild hash file NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
     """
+    import time
+
     from vgpubuild.nixhash import hash_file
 
-    _emit(hash_file(path, algo), to, as_json, path=str(path))
+    _check_form(to)
+    start = time.monotonic()
+    h = hash_file(path, algo)
+    _debug("hashed file", path=str(path), algo=algo, seconds=round(time.monotonic() - start, 3))
+    _emit(h, to, as_json, path=str(path))
 
 
 @hash_app.command("path")
@@ -65,9 +81,15 @@ def hash_path_cmd(
 
     Example: vgpubuild hash path ./NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm-patched --to nix32
     """
+    import time
+
     from vgpubuild.nar import nar_hash
 
-    _emit(nar_hash(path, algo), to, as_json, path=str(path))
+    _check_form(to)
+    start = time.monotonic()
+    h = nar_hash(path, algo)
+    _debug("hashed NAR", path=str(path), algo=algo, seconds=round(time.monotonic() - start, 3))
+    _emit(h, to, as_json, path=str(path))
 
 
 @hash_app.command("convert")
@@ -103,13 +125,19 @@ def nar_dump_cmd(
 
     from vgpubuild import nar
     from vgpubuild.atomic import atomic_file
+    from vgpubuild.errors import UsageError
 
     if output is None:
+        if sys.stdout.isatty():
+            raise UsageError(
+                "refusing to write a binary NAR to a terminal",
+                hint="Redirect stdout (> file.nar, | command) or use --output FILE.",
+            )
         nar.dump(path, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
         return
     with atomic_file(output) as f:
         nar.dump(path, f)
+    _debug("wrote NAR", path=str(path), output=str(output))
 
 
 @store_app.command("path")
