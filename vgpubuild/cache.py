@@ -36,6 +36,11 @@ def default_root() -> Path:
     return Path(base) / "vgpubuild"
 
 
+def entry_hash(path: Path) -> Hash:
+    """The content hash of a cache entry, read from its path (the file is not re-read)."""
+    return Hash("sha256", bytes.fromhex(path.parent.name))
+
+
 def mismatch_error(name: str, expected: Hash, got: Hash, kept: Path) -> HashMismatchError:
     """The error for bytes that did not verify, worded like Nix's ``specified:``/``got:``."""
     return HashMismatchError(

@@ -165,8 +165,12 @@ def _pairs(args: Sequence[str]) -> Iterator[tuple[str, str]]:
                 )
             yield opt, args[i]
             i += 1
+        elif (bare := opt.split("=", 1)[0]) in _TAKES_VALUE:
+            raise ConfigError(
+                f"curl option {bare} takes its value as the next list item, not after '='"
+            )
         else:
-            yield opt.split("=", 1)[0], ""
+            yield bare, ""
 
 
 def parse_curl_opts(opts: Sequence[str] | str, *, use_default_netrc: bool = True) -> Credentials:

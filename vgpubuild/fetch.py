@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from vgpubuild import __version__, log, progress
 from vgpubuild.cache import Cache, mismatch_error
-from vgpubuild.credentials import Credentials
+from vgpubuild.credentials import Credentials, default_netrc
 from vgpubuild.errors import NetworkError, OfflineError, UsageError
 from vgpubuild.nixhash import Hash
 from vgpubuild.store import check_name
@@ -134,7 +134,7 @@ def download(
             f"{name} is not in the cache and --offline forbids downloading it",
             hint="Run once without --offline, or add the file with 'vgpubuild add FILE'.",
         )
-    creds = options.credentials or Credentials()
+    creds = options.credentials or Credentials(netrc_file=default_netrc())
     if user is not None:
         creds = dataclasses.replace(creds, user=user, password=password)
     key = expected.hex if expected else hashlib.sha256(url.encode()).hexdigest()
@@ -307,7 +307,8 @@ class _Transfer:
             status = response.status_code
             if status == 416 and start > 0:
                 total = _content_range_total(response.headers.get("content-range"))
-                if total == start:
+                announced = self._meta().get("total")
+                if total == start and announced in (None, start):
                     return  # the .part was already complete
                 self._reset()
                 raise _Retryable("the server refused to resume; starting over")
@@ -330,11 +331,11 @@ class _Transfer:
             else:
                 raise _status_error(status, self.shown)
             bar.start(total, self.offset)
-            self._receive(response, bar)
+            self._receive(response, bar, total)
             if total is not None and self.offset < total:
-                raise _Retryable(f"the body ended after {self.offset} of {total} bytes")
+                raise _Retryable(f"the body ended early (have {self.offset} of {total} bytes)")
 
-    def _receive(self, response: httpx.Response, bar: progress.Bar) -> None:
+    def _receive(self, response: httpx.Response, bar: progress.Bar, total: int | None) -> None:
         """Append the body to the .part, hashing each chunk as it is written."""
         import httpx
 
@@ -348,7 +349,8 @@ class _Transfer:
                     bar.advance(len(chunk))
             except httpx.TransportError as exc:
                 # Bytes before the break are kept (and hashed): the next attempt resumes.
-                raise _Retryable(_describe(exc, self.options.timeout)) from None
+                reason = _describe(exc, self.options.timeout)
+                raise _Retryable(f"{reason} (have {self.offset} of {total} bytes)") from None
 
     # -- the whole download ----------------------------------------------------------------
 

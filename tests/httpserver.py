@@ -1,0 +1,256 @@
+"""A real threaded HTTP/1.1 server on loopback with scripted faults, for download tests.
+
+Each route serves one body (bytes, or a file sent with sendfile for big benchmarks) with an
+ETag and Last-Modified, honours ``Range``/``If-Range``, and plays a script of actions, one
+per request, before falling back to its default action::
+
+    server.add("/f.zip", body, script=[drop(1000), status(500)])
+
+Every request is recorded (headers, status, byte range actually sent) and every accepted
+connection counted, so tests can assert what the client did on the wire.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+LAST_MODIFIED = "Mon, 01 Jul 2024 00:00:00 GMT"
+
+
+@dataclass(frozen=True)
+class Act:
+    """One scripted answer. ``kind``: serve, status, redirect, drop, ignore_range, short, slow."""
+
+    kind: str
+    code: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    after: int = 0
+    extra: int = 0
+    delay: float = 0.0
+    location: str = ""
+
+
+def serve() -> Act:
+    return Act("serve")
+
+
+def status(code: int, **headers: str) -> Act:
+    """Answer ``code`` with no body; header names use _ for - (``Retry_After="1"``)."""
+    return Act(
+        "status", code=code, headers=tuple((k.replace("_", "-"), v) for k, v in headers.items())
+    )
+
+
+def redirect(location: str, code: int = 302) -> Act:
+    return Act("redirect", code=code, location=location)
+
+
+def drop(after: int) -> Act:
+    """Send headers for the whole (range of the) body, ``after`` bytes of it, then close."""
+    return Act("drop", after=after)
+
+
+def ignore_range() -> Act:
+    """Answer 200 with the whole body even when a Range was asked for."""
+    return Act("ignore_range")
+
+
+def short(extra: int) -> Act:
+    """Send a Content-Length ``extra`` bytes longer than the body that follows, then close."""
+    return Act("short", extra=extra)
+
+
+def slow(delay: float) -> Act:
+    """Send the headers, wait ``delay`` seconds, then the body."""
+    return Act("slow", delay=delay)
+
+
+@dataclass
+class Record:
+    path: str
+    headers: dict[str, str]
+    status: int
+    served: tuple[int, int] | None  # [start, end) of the body bytes actually sent
+    client: str
+
+
+@dataclass
+class Route:
+    body: bytes | None
+    file: Path | None
+    script: list[Act]
+    default: Act
+    etag: str
+
+    @property
+    def size(self) -> int:
+        return len(self.body) if self.body is not None else os.path.getsize(self.file or "")
+
+
+@dataclass
+class _State:
+    routes: dict[str, Route] = field(default_factory=dict)
+    requests: list[Record] = field(default_factory=list)
+    connections: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _record(self, status_code: int, served: tuple[int, int] | None) -> None:
+        with self.server.state.lock:
+            self.server.state.requests.append(
+                Record(
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    status_code,
+                    served,
+                    self.client_address[0],
+                )
+            )
+
+    def _empty(self, code: int, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self._record(code, None)
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        with state.lock:
+            route = state.routes.get(self.path)
+            act = (route.script.pop(0) if route.script else route.default) if route else None
+        if route is None or act is None:
+            self._empty(404)
+            return
+        if act.kind == "status":
+            self._empty(act.code, act.headers)
+            return
+        if act.kind == "redirect":
+            self._empty(act.code, (("Location", act.location),))
+            return
+        size = route.size
+        start, end = 0, size
+        rng = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        honour = act.kind != "ignore_range" and (
+            if_range is None or if_range in (route.etag, LAST_MODIFIED)
+        )
+        if rng and honour and rng.startswith("bytes="):
+            first, _, last = rng[6:].partition("-")
+            start = int(first)
+            end = int(last) + 1 if last else size
+            if start >= size:
+                self._empty(416, (("Content-Range", f"bytes */{size}"),))
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("ETag", route.etag)
+        self.send_header("Last-Modified", LAST_MODIFIED)
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.flush()
+        if act.kind == "slow":
+            time.sleep(act.delay)
+        stop = end
+        if act.kind == "drop":
+            stop = min(end, start + act.after)
+        elif act.kind == "short":
+            stop = max(start, end - act.extra)
+        try:
+            self._send_body(route, start, stop)
+        except (BrokenPipeError, ConnectionResetError):
+            self._record(206 if rng and honour else 200, (start, start))
+            self.close_connection = True
+            return
+        self._record(206 if rng and honour else 200, (start, stop))
+        if act.kind in ("drop", "short"):
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+
+    def _send_body(self, route: Route, start: int, stop: int) -> None:
+        if route.body is not None:
+            view = memoryview(route.body)
+            for pos in range(start, stop, 1 << 16):
+                self.wfile.write(view[pos : min(stop, pos + (1 << 16))])
+            self.wfile.flush()
+            return
+        assert route.file is not None
+        with open(route.file, "rb") as f:
+            self.connection.sendfile(f, start, stop - start)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: _State
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        with self.state.lock:
+            self.state.connections += 1
+        super().finish_request(request, client_address)
+
+
+class FaultServer:
+    """Start with ``with FaultServer() as server:``; ``server.url("/x")`` is its address."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.state = _State()
+        self._httpd = _Server((host, 0), _Handler)
+        self._httpd.state = self.state
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def add(
+        self,
+        path: str,
+        body: bytes | None = None,
+        *,
+        file: Path | None = None,
+        script: list[Act] | None = None,
+        default: Act | None = None,
+    ) -> str:
+        """Serve ``body`` (or ``file``) at ``path``; returns the full URL."""
+        etag = f'"{abs(hash((path, body, str(file)))):x}"'
+        with self.state.lock:
+            self.state.routes[path] = Route(
+                body, file, list(script or []), default or serve(), etag
+            )
+        return self.url(path)
+
+    @property
+    def connections(self) -> int:
+        return self.state.connections
+
+    def requests(self, path: str | None = None) -> list[Record]:
+        with self.state.lock:
+            return [r for r in self.state.requests if path is None or r.path == path]
