@@ -1,0 +1,80 @@
+"""``vgpubuild nix-builder`` and ``vgpubuild cache``: vgpubuild as Nix's builder and cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vgpubuild.cli.common import JsonFlag, print_json, print_line
+
+cache_app = typer.Typer(
+    help="Share built artifacts through a Nix binary cache folder.", no_args_is_help=True
+)
+
+
+@cache_app.command("export")
+def cache_export_cmd(
+    artifact: Annotated[
+        Path, typer.Argument(help="Artifact folder, .run file, or store path (e.g. ./result).")
+    ],
+    to: Annotated[
+        Path, typer.Option("--to", help="Binary cache folder to add it to (created if needed).")
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Store name for a folder or file (default: its name)."),
+    ] = None,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            help="Secret key from nix-store --generate-binary-cache-key to sign the entry.",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write ARTIFACT into a binary cache folder that nix copy --from file://DIR reads.
+
+    Folders and files get the store path nix-store --add-fixed gives them (content-addressed,
+    trusted without a signature); a store path such as ./result keeps its own and needs a
+    signature (--sign-key) or --no-check-sigs on the receiving side.
+
+    Example: vgpubuild cache export ./NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm-patched --to ./cache --sign-key cache.sec
+    """
+    from vgpubuild.binarycache import export
+
+    result = export(artifact, to, name=name, secret_key_file=sign_key)
+    if as_json:
+        print_json({**result.to_json(), "cache": str(to)})
+        return
+    url = f"file://{to.resolve()}"
+    print_line(result.store_path)
+    print_line(f"nar hash: {result.nar_hash.sri}")
+    check = "" if result.content_address or result.signed_by else " --no-check-sigs"
+    print_line(
+        f"fetch with: nix --extra-experimental-features nix-command copy{check} "
+        f"--from {url} {result.store_path}"
+    )
+
+
+def nix_builder_cmd() -> None:
+    """Build the patched driver as a Nix derivation's builder (run by Nix, not by hand).
+
+    Reads the derivation's attributes from $NIX_ATTRS_JSON_FILE (__structuredAttrs) or from
+    the environment, takes inputs only from the paths given there, never uses the network,
+    and writes the artifact to $out. See docs/nix.md for the attributes.
+
+    Example: builder = "${vgpubuild}/bin/vgpubuild"; args = [ "nix-builder" ];
+    """
+    import os
+
+    from vgpubuild.builder import run
+
+    run(os.environ)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("nix-builder")(nix_builder_cmd)
+    app.add_typer(cache_app, name="cache")
