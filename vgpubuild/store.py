@@ -13,7 +13,7 @@ import os
 import re
 from typing import Literal
 
-from vgpubuild.errors import InvalidStoreNameError
+from vgpubuild.errors import InputError, InvalidStoreNameError
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash, hash_file, nix32_encode
 
@@ -90,5 +90,12 @@ def path_for(
     if name is None:
         name = os.path.basename(os.path.abspath(path))
     check_name(name)
+    if ingestion == "flat" and os.path.islink(path):
+        # Nix 2.8 hashes the link's target but then stores the link itself, and fails with
+        # "ca hash mismatch": there is no store path to predict.
+        raise InputError(
+            f"{os.fspath(path)!r} is a symlink, which nix-store --add-fixed cannot add flat",
+            hint=f"Give the file it points to, with --name {name} to keep this name.",
+        )
     content = hash_file(path) if ingestion == "flat" else nar_hash(path)
     return content, fixed_output_path(content, name, ingestion)
