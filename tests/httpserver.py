@@ -79,6 +79,7 @@ class Record:
     status: int
     served: tuple[int, int] | None  # [start, end) of the body bytes actually sent
     client: str
+    at: float  # time.monotonic() when the request arrived
 
 
 @dataclass
@@ -118,6 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
                     status_code,
                     served,
                     self.client_address[0],
+                    self._arrived,
                 )
             )
 
@@ -130,6 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(code, None)
 
     def do_GET(self) -> None:
+        self._arrived = time.monotonic()
         state = self.server.state
         with state.lock:
             route = state.routes.get(self.path)

@@ -357,9 +357,10 @@ class _Transfer:
     def _retrying(self) -> tenacity.Retrying:
         import tenacity
 
-        backoff = tenacity.wait_exponential_jitter(
-            initial=self.options.retry_wait, max=self.options.max_retry_wait
-        )
+        # Exponential backoff plus up to one first-wait of random jitter.
+        backoff = tenacity.wait_exponential(
+            multiplier=self.options.retry_wait, max=self.options.max_retry_wait
+        ) + tenacity.wait_random(0, self.options.retry_wait)
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
