@@ -57,12 +57,14 @@ def _families(n_profiles: int, n_pgpus: int) -> list[Family]:
     families = list(FIXED)
     next_id = 1000
     index = 0
-    while sum(len(f.sizes_gib) * len(SERIES) for f in families) < n_profiles or len(
-        families
-    ) < min(n_pgpus, 40):
+    while sum(len(f.sizes_gib) * len(SERIES) for f in families) < n_profiles or len(families) < min(
+        n_pgpus, 40
+    ):
         device = 0x2200 + index
         families.append(
-            Family(f"X{index}", f"0x{device:04X}", f"0x{0x1400 + index:04x}", (1, 2, 4, 8, 16), next_id)
+            Family(
+                f"X{index}", f"0x{device:04X}", f"0x{0x1400 + index:04x}", (1, 2, 4, 8, 16), next_id
+            )
         )
         next_id += 40
         index += 1

@@ -21,6 +21,7 @@ directly), because they mark the touched elements so serialisation knows what to
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import Any
 
 from lxml import etree
 
-from vgpubuild.errors import InputError, XmlConfigError
+from vgpubuild.errors import ConfigError, InputError, XmlConfigError
 
 ROOT_TAG = "vgpuconfig"
 CUDA_ELEMENT = "cudaEnabled"
@@ -39,17 +40,25 @@ release spells it differently, this one constant changes."""
 DISABLED_SUBSYSTEM_VENDOR = 0x9999
 """VUP 550.x disables a ``<pgpu>`` by setting its ``subsystemVendorId`` to this value."""
 
-_PARSER_OPTIONS: dict[str, bool] = {
-    "resolve_entities": False,
-    "no_network": True,
-    "load_dtd": False,
-    "dtd_validation": False,
-    "huge_tree": False,
-    "remove_blank_text": False,
-    "remove_comments": False,
-    "remove_pis": False,
-    "strip_cdata": False,
-}
+
+def _safe_parser() -> etree.XMLParser:
+    """lxml without network, DTD loading or entity expansion, keeping comments and PIs.
+
+    ``collect_ids`` is deliberately left alone: ``collect_ids=False`` makes libxml2 try
+    to load the external DTD (which ``no_network`` then refuses).
+    """
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_blank_text=False,
+        remove_comments=False,
+        remove_pis=False,
+        strip_cdata=False,
+    )
+
 
 # One markup token inside the root element. CDATA is character data (part of text/tail),
 # everything else is a node: comment, processing instruction, start/end/empty element tag.
@@ -224,16 +233,15 @@ class VgpuConfig:
     def parse(cls, data: bytes, source: str = "<bytes>") -> VgpuConfig:
         """Safely parse ``data``: no network, no DTD, no entities (refused, not ignored)."""
         _refuse_internal_subset(data, source)
-        parser = etree.XMLParser(**_PARSER_OPTIONS)  # type: ignore[call-overload]
         try:
-            root = etree.fromstring(data, parser)
+            root = etree.fromstring(data, _safe_parser())
         except etree.XMLSyntaxError as exc:
             raise XmlConfigError(
                 f"{source} is not well-formed XML: {exc.msg}",
                 hint="Use the vgpuConfig.xml from the driver package, unmodified.",
             ) from None
         tree = root.getroottree()
-        dtd = tree.docinfo.internalDTD  # the DOCTYPE; declarations only with a subset
+        dtd: Any = tree.docinfo.internalDTD  # the DOCTYPE; declarations only with a subset
         if dtd is not None and (any(dtd.iterentities()) or any(dtd.iterelements())):
             _refuse_subset(source, any(dtd.iterentities()))
         for node in root.iter(etree.Entity):
@@ -388,13 +396,17 @@ class VgpuConfig:
             span.children = _scan_children(self._data, span)
         if span.attrib is None:
             span.text = el.text
-            span.attrib = dict(el.attrib)
+            span.attrib = _attrib(el)
         for child, child_span in zip(el, span.children, strict=True):
             if child_span.tail is None:
                 child_span.tail = child.tail or ""
             marks.spans[child] = child_span
 
     # ----------------------------------------------------------------- writing
+
+    def original_bytes(self) -> bytes:
+        """The bytes the document was parsed from."""
+        return self._data
 
     def to_bytes(self) -> bytes:
         """The document's bytes: the original ones wherever nothing changed."""
@@ -418,7 +430,8 @@ class VgpuConfig:
         span = self._marks.spans.get(el)
         data = self._data
         if span is None:
-            out.append(etree.tostring(el, encoding=self._encoding, with_tail=False))
+            fresh = etree.tostring(el, encoding=self._encoding, with_tail=False)
+            out.append(fresh if isinstance(fresh, bytes) else fresh.encode(self._encoding))
             return
         if el not in self._marks.dirty:
             out.append(data[span.start : span.end])
@@ -453,7 +466,7 @@ class VgpuConfig:
         """The original start tag with only changed or added attribute values rewritten."""
         assert span.attrib is not None
         raw = self._data[span.start : span.tag_end]
-        current = dict(el.attrib)
+        current = _attrib(el)
         if current == span.attrib:
             return raw
         if set(span.attrib) - set(current):
@@ -484,6 +497,10 @@ class VgpuConfig:
             text = text.replace(quote.decode(), "&quot;" if quote == b'"' else "&apos;")
             text = text.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
         return text.encode(self._encoding, errors="xmlcharrefreplace")
+
+
+def _attrib(el: etree._Element) -> dict[str, str]:
+    return {str(k): str(v) for k, v in el.attrib.items()}
 
 
 def _refuse_internal_subset(data: bytes, source: str) -> None:
@@ -564,7 +581,7 @@ def _scan_children(data: bytes, span: _Span) -> list[_Span]:
             continue
         child.close_start = _find_end_tag(data, name, child.tag_end)
         child.end = pos = data.index(b">", child.close_start) + 1
-    for this, after in zip(children, children[1:], strict=False):
+    for this, after in itertools.pairwise(children):
         this.tail_end = after.start
     if children:
         children[-1].tail_end = span.close_start
@@ -646,6 +663,88 @@ def _pgpu_model(el: etree._Element) -> Pgpu:
     )
 
 
+_KNOWN_TOP_LEVEL = (
+    "release",
+    "guest",
+    "merged",
+    "zip",
+    "patches",
+    "releases",
+    "patcher",
+    "driverSource",
+    "griddUnlock",
+)
+"""Top-level keys of a build config (see ``vgpubuild.config``); only ``patcher`` is read here."""
+
+
+def read_edit_tables(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``patcher.profileOverrides`` and ``patcher.copyVGPUProfiles`` of a build config file.
+
+    TOML or JSON (``builtins.toJSON config.hardware.nvidia.vgpu`` loads as is). Other
+    known keys are ignored; an unknown top-level key is an error naming the closest one.
+    """
+    import difflib
+    import json
+    import tomllib
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"build config {str(path)!r} does not exist", hint="Check the path."
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read build config {str(path)!r}: {exc}") from None
+    try:
+        if Path(path).suffix == ".json" or text.lstrip().startswith("{"):
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            f"{str(path)!r} is not valid TOML/JSON: {exc}", hint="Fix the syntax."
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(path)!r} must hold a table of options")
+    for key in data:
+        if key not in _KNOWN_TOP_LEVEL:
+            near = difflib.get_close_matches(key, _KNOWN_TOP_LEVEL, n=1)
+            raise ConfigError(
+                f"unknown option {key!r} in {str(path)!r}",
+                hint=f"Did you mean {near[0]!r}?" if near else "See docs/profiles.md.",
+            )
+    patcher = data.get("patcher") or {}
+    if not isinstance(patcher, dict):
+        raise ConfigError(f"'patcher' in {str(path)!r} must be a table")
+    return dict(patcher.get("profileOverrides") or {}), dict(patcher.get("copyVGPUProfiles") or {})
+
+
+def apply_edits(
+    config: VgpuConfig,
+    *,
+    overrides: Mapping[str, Mapping[str, Any]],
+    clones: Mapping[str, str],
+    remap_p2v: bool = False,
+) -> list[str]:
+    """Validate and apply a build's edits to ``config``: remap-p2v, clones, overrides.
+
+    That is the order patch.sh + vgpu4nixos produce (remap and vcfgclone inside patch.sh,
+    the xmlstarlet overrides after it), so an override of a profile also reaches the cards
+    cloned to it. Both tables are validated before anything changes.
+    """
+    from vgpubuild.overrides import apply_overrides, parse_overrides
+    from vgpubuild.vcfgclone import copy_profiles, parse_clone_map, remap_p2v_profiles
+
+    parsed_overrides = parse_overrides(overrides)
+    parsed_clones = parse_clone_map(clones)
+    changes: list[str] = []
+    if remap_p2v:
+        changes += remap_p2v_profiles(config)
+    changes += copy_profiles(config, parsed_clones)
+    changes += apply_overrides(config, parsed_overrides)
+    return changes
+
+
 def apply_build_edits(
     xml_path: Path,
     *,
@@ -655,23 +754,14 @@ def apply_build_edits(
 ) -> list[str]:
     """Apply a build's vgpuConfig.xml edits to ``xml_path`` in place (atomically).
 
-    ``overrides`` is vgpu4nixos's ``profileOverrides`` and ``clones`` its
-    ``copyVGPUProfiles`` (``{"NEW:SUB": "SRC:SUB"}``). Order, as patch.sh + vgpu4nixos
-    apply them: remap-p2v, then the clones, then the overrides (so an override of a
-    profile reaches the cards cloned to it too). Everything is validated before the file
-    is written; on any error the file is untouched. Returns one line per change.
+    ``overrides`` is vgpu4nixos's ``profileOverrides`` (``{"333": {"vramAllocation":
+    3584, ...}}``) and ``clones`` its ``copyVGPUProfiles`` (``{"NEW:SUB": "SRC:SUB"}``).
+    Order: remap-p2v, then clones, then overrides (see :func:`apply_edits`). On any error
+    the file is untouched. Returns one human-readable line per change, including
+    elements that had to be created.
     """
-    from vgpubuild.overrides import apply_overrides, parse_overrides
-    from vgpubuild.vcfgclone import copy_profiles, parse_clone_map, remap_p2v_profiles
-
-    parsed_overrides = parse_overrides(overrides)
-    parsed_clones = parse_clone_map(clones)
     config = VgpuConfig.load(xml_path)
-    changes: list[str] = []
-    if remap_p2v:
-        changes += remap_p2v_profiles(config)
-    changes += copy_profiles(config, parsed_clones)
-    changes += apply_overrides(config, parsed_overrides)
+    changes = apply_edits(config, overrides=overrides, clones=clones, remap_p2v=remap_p2v)
     if changes:
         config.save(xml_path)
     return changes

@@ -1,0 +1,492 @@
+"""``vgpubuild profiles``: read and edit vgpuConfig.xml (overrides, clones, remap-p2v)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vgpubuild.cli.common import JsonFlag, print_json, print_line
+
+if TYPE_CHECKING:
+    from vgpubuild.vgpuconfig import VgpuConfig
+
+profiles_app = typer.Typer(
+    help="Inspect and edit vgpuConfig.xml: list profiles, override sizes and displays, "
+    "clone GPUs, remap P40 profiles. Edits keep the file byte-identical except the "
+    "changed values.",
+    no_args_is_help=True,
+)
+
+XmlOption = Annotated[
+    Path,
+    typer.Option("--xml", help="The vgpuConfig.xml to read (never modified without --in-place)."),
+]
+OutputOption = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Write the edited file here (atomic).")
+]
+InPlaceOption = Annotated[
+    bool, typer.Option("--in-place", help="Replace the --xml file (atomic; untouched on error).")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print a unified diff instead of writing anything.")
+]
+
+
+def _check_destination(output: Path | None, in_place: bool, dry_run: bool) -> None:
+    from vgpubuild.errors import UsageError
+
+    chosen = [
+        name
+        for name, on in (("-o", output), ("--in-place", in_place), ("--dry-run", dry_run))
+        if on
+    ]
+    if len(chosen) != 1:
+        raise UsageError(
+            "say where the result goes"
+            if not chosen
+            else f"{' and '.join(chosen)} exclude each other",
+            hint="Give exactly one of -o OUT, --in-place or --dry-run.",
+        )
+
+
+def _finish(
+    config: VgpuConfig,
+    xml: Path,
+    changes: list[str],
+    *,
+    output: Path | None,
+    in_place: bool,
+    dry_run: bool,
+    as_json: bool,
+    notes: list[str] | None = None,
+) -> None:
+    """Write (or diff) the edited document and report what changed."""
+    for note in notes or []:
+        sys.stderr.write(f"note: {note}\n")
+    result: dict[str, Any] = {"changes": changes}
+    if dry_run:
+        result["diff"] = _diff(config, xml)
+    elif in_place:
+        if changes:
+            config.save(xml)
+        result["output"] = str(xml)
+    else:
+        assert output is not None
+        config.save(output)
+        result["output"] = str(output)
+    if as_json:
+        print_json(result)
+        return
+    if dry_run:
+        sys.stdout.write(result["diff"])
+        for line in changes:
+            sys.stderr.write(line + "\n")
+        return
+    for line in changes or ["no changes"]:
+        print_line(line)
+
+
+def _diff(config: VgpuConfig, xml: Path) -> str:
+    """A unified diff of the edit (3 lines of context), like ``diff -u``.
+
+    difflib's default "autojunk" treats lines repeated all over vgpuConfig.xml (the same
+    ``<mappableVideoSize>`` in every profile) as junk and shows whole blocks as changed,
+    so the changed middle is matched with autojunk off.
+    """
+    import difflib
+
+    before = config.original_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
+    after = config.to_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
+    head = 0
+    while head < min(len(before), len(after)) and before[head] == after[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(before), len(after)) - head and before[-1 - tail] == after[-1 - tail]:
+        tail += 1
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    matcher.set_seqs(before[head : len(before) - tail], after[head : len(after) - tail])
+    lines = [f"--- {xml}\n", f"+++ {xml} (edited)\n"]
+    for group in _shifted(matcher.get_grouped_opcodes(0), head):
+        first, last = group[0], group[-1]
+        i1, i2 = max(first[1] - 3, 0), min(last[2] + 3, len(before))
+        j1, j2 = max(first[3] - 3, 0), min(last[4] + 3, len(after))
+        lines.append(f"@@ -{i1 + 1},{i2 - i1} +{j1 + 1},{j2 - j1} @@\n")
+        context_from = i1
+        for _tag, a1, a2, b1, b2 in group:
+            lines += [" " + line for line in before[context_from:a1]]
+            lines += ["-" + line for line in before[a1:a2]]
+            lines += ["+" + line for line in after[b1:b2]]
+            context_from = a2
+        lines += [" " + line for line in before[context_from:i2]]
+    return (
+        "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+        if len(lines) > 2
+        else ""
+    )
+
+
+def _shifted(groups: Any, offset: int) -> list[list[tuple[str, int, int, int, int]]]:
+    """Opcode groups of the trimmed middle, in whole-file line numbers, merged when their
+    3-line contexts would touch (as ``diff -u`` prints one hunk)."""
+    merged: list[list[tuple[str, int, int, int, int]]] = []
+    for group in groups:
+        for tag, a1, a2, b1, b2 in group:
+            if tag == "equal":
+                continue
+            op = (tag, a1 + offset, a2 + offset, b1 + offset, b2 + offset)
+            if merged and op[1] - merged[-1][-1][2] <= 6:
+                merged[-1].append(op)
+            else:
+                merged.append([op])
+    return merged
+
+
+def _load(xml: Path) -> VgpuConfig:
+    from vgpubuild.vgpuconfig import VgpuConfig
+
+    return VgpuConfig.load(xml)
+
+
+@profiles_app.command("list")
+def list_cmd(
+    xml: XmlOption,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device", help="Only profiles a physical GPU offers: 0x1E30 or 0x1E30:0x12BA."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the profiles (vgpuType entries) with sizes, heads, display and frame-rate limit.
+
+    Example: vgpubuild profiles list --xml vgpuConfig.xml --device 0x1E30
+    """
+    config = _load(xml)
+    profiles = config.profiles
+    if device is not None:
+        wanted = _device_filter(device)
+        profiles = [p for p in profiles if any(wanted(key) for key in p.pgpus)]
+    if as_json:
+        print_json([p.to_json() for p in profiles])
+        return
+    print_line(
+        f"{'ID':>5}  {'NAME':<26} {'CLASS':<8} {'FB MiB':>7} {'HEADS':>5} {'DISPLAY':>10} {'FRL':>4}  PGPUS"
+    )
+    for p in profiles:
+        display = f"{p.display_width}x{p.display_height}" if p.display_width else "-"
+        print_line(
+            f"{p.id:>5}  {p.name:<26} {p.vgpu_class:<8} {_dash(p.framebuffer_mib):>7} "
+            f"{_dash(p.heads):>5} {display:>10} {_dash(p.frame_rate_limit):>4}  {len(p.pgpus)}"
+        )
+
+
+def _dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _device_filter(text: str) -> Any:
+    from vgpubuild.errors import UsageError
+    from vgpubuild.vcfgclone import parse_pci_id
+
+    if ":" in text:
+        pci = parse_pci_id(text, error=UsageError)
+        return lambda key: key == str(pci)
+    device = parse_pci_id(f"{text}:0", error=UsageError).device
+    return lambda key: key.startswith(f"{device:04X}:")
+
+
+@profiles_app.command("show")
+def show_cmd(
+    profile_id: Annotated[int, typer.Argument(help="The vgpuType id (sysfs nvidia-ID).")],
+    xml: XmlOption,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one profile: every field vgpubuild understands and the GPUs that offer it.
+
+    Example: vgpubuild profiles show 333 --xml vgpuConfig.xml
+    """
+    data = _load(xml).profile(profile_id).to_json()
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = "x".join(str(v) for v in value.values())
+        elif isinstance(value, list):
+            value = ", ".join(value) or "-"
+        print_line(f"{key + ':':<20}{'-' if value is None else value}")
+
+
+@profiles_app.command("override")
+def override_cmd(
+    profile_id: Annotated[str, typer.Argument(help="The vgpuType id (sysfs nvidia-ID).")],
+    xml: XmlOption,
+    vram: Annotated[
+        int | None,
+        typer.Option(
+            "--vram", help="vramAllocation in MiB (sets profileSize, framebuffer, fbReservation)."
+        ),
+    ] = None,
+    heads: Annotated[
+        int | None, typer.Option("--heads", help="Virtual displays (numHeads).")
+    ] = None,
+    display: Annotated[
+        str | None, typer.Option("--display", help="WIDTHxHEIGHT (sets display and maxPixels).")
+    ] = None,
+    frl: Annotated[
+        int | None, typer.Option("--frl", help="Frame-rate limit in fps; 0 turns the limiter off.")
+    ] = None,
+    cuda: Annotated[
+        bool | None, typer.Option("--cuda/--no-cuda", help="Enable or disable CUDA (cudaEnabled).")
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Raw element text ELEM=VALUE or attribute ELEM@ATTR=VALUE (repeatable)."
+        ),
+    ] = None,
+    output: OutputOption = None,
+    in_place: InPlaceOption = False,
+    dry_run: DryRunOption = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Override one profile as vgpu4nixos's profileOverrides."ID" does, but loudly.
+
+    Missing elements are created and reported; an unknown id names the closest ids.
+
+    Example: vgpubuild profiles override 333 --xml vgpuConfig.xml --vram 3584 --heads 1 --display 1920x1080 --frl 144 --cuda -o vgpuConfig.new.xml
+    """
+    from vgpubuild.errors import UsageError
+    from vgpubuild.overrides import apply_overrides, parse_overrides
+
+    _check_destination(output, in_place, dry_run)
+    options: dict[str, Any] = {}
+    if vram is not None:
+        options["vramAllocation"] = vram
+    if heads is not None:
+        options["heads"] = heads
+    if display is not None:
+        width, _, height = display.lower().partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            raise UsageError(
+                f"--display {display!r} is not WIDTHxHEIGHT", hint="E.g. --display 1920x1080."
+            )
+        options["display"] = {"width": int(width), "height": int(height)}
+    if frl is not None:
+        options["framerateLimit"] = frl
+    if cuda is not None:
+        options["enableCuda"] = cuda
+    if sets:
+        options["xmlConfig"] = _parse_sets(sets)
+    if not options:
+        raise UsageError(
+            "nothing to override", hint="Give --vram, --heads, --display, --frl, --cuda or --set."
+        )
+    overrides = parse_overrides({profile_id: options}, error=UsageError)
+    config = _load(xml)
+    changes = apply_overrides(config, overrides)
+    _finish(
+        config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
+    )
+
+
+def _parse_sets(sets: list[str]) -> dict[str, Any]:
+    from vgpubuild.errors import UsageError
+
+    table: dict[str, Any] = {}
+    for item in sets:
+        target, sep, value = item.partition("=")
+        if not sep or not target:
+            raise UsageError(
+                f"--set {item!r} is not ELEM=VALUE or ELEM@ATTR=VALUE",
+                hint="E.g. --set eccSupported=0.",
+            )
+        element, at, attr = target.partition("@")
+        if at:
+            existing = table.setdefault(element, {})
+            if not isinstance(existing, dict):
+                raise UsageError(f"--set gives {element} both text and attributes")
+            existing[attr] = value
+        else:
+            table[element] = value
+    return table
+
+
+@profiles_app.command("clone")
+def clone_cmd(
+    pairs: Annotated[
+        list[str], typer.Argument(help="NEW=SRC PCI id pairs, e.g. 0x1E07:0x0000=0x1E30:0x12BA.")
+    ],
+    xml: XmlOption,
+    patch: Annotated[
+        bool,
+        typer.Option(
+            "--patch", help="Change SRC's ids to NEW in place (VUP's vcfgpatch) instead of copying."
+        ),
+    ] = False,
+    output: OutputOption = None,
+    in_place: InPlaceOption = False,
+    dry_run: DryRunOption = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Give a GPU the profiles of a supported one (vcfgclone; copyVGPUProfiles).
+
+    An existing entry for NEW is disabled first (VUP 550.x); ids are compared as numbers.
+
+    Example: vgpubuild profiles clone 0x1E07:0x0000=0x1E30:0x12BA --xml vgpuConfig.xml --in-place
+    """
+    from vgpubuild.errors import UsageError
+    from vgpubuild.vcfgclone import copy_profiles, parse_clone_map, vcfgpatch
+
+    _check_destination(output, in_place, dry_run)
+    table: dict[str, str] = {}
+    for pair in pairs:
+        new, sep, src = pair.partition("=")
+        if not sep:
+            raise UsageError(f"{pair!r} is not NEW=SRC", hint="E.g. 0x1E07:0x0000=0x1E30:0x12BA.")
+        table[new] = src
+    parsed = parse_clone_map(table, error=UsageError)
+    config = _load(xml)
+    if patch:
+        changes = [line for new, src in parsed for line in vcfgpatch(config, src, new)]
+    else:
+        changes = copy_profiles(config, parsed)
+    _finish(
+        config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
+    )
+
+
+@profiles_app.command("remap-p2v")
+def remap_p2v_cmd(
+    xml: XmlOption,
+    output: OutputOption = None,
+    in_place: InPlaceOption = False,
+    dry_run: DryRunOption = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rename GRID P40-x profiles to GRID V40-x with V100D ids (patch.sh --remap-p2v).
+
+    Example: vgpubuild profiles remap-p2v --xml vgpuConfig.xml --dry-run
+    """
+    from vgpubuild.vcfgclone import remap_p2v_profiles
+
+    _check_destination(output, in_place, dry_run)
+    config = _load(xml)
+    changes = remap_p2v_profiles(config)
+    _finish(
+        config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
+    )
+
+
+@profiles_app.command("apply")
+def apply_cmd(
+    config_file: Annotated[
+        Path,
+        typer.Argument(
+            help="Build config (TOML/JSON) with patcher.profileOverrides / copyVGPUProfiles."
+        ),
+    ],
+    xml: XmlOption,
+    output: OutputOption = None,
+    in_place: InPlaceOption = False,
+    dry_run: DryRunOption = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Apply a build config's copyVGPUProfiles, then its profileOverrides.
+
+    Example: vgpubuild profiles apply vgpubuild.toml --xml vgpuConfig.xml -o vgpuConfig.new.xml
+    """
+    from vgpubuild.vgpuconfig import apply_edits, read_edit_tables
+
+    _check_destination(output, in_place, dry_run)
+    overrides, clones = read_edit_tables(config_file)
+    config = _load(xml)
+    changes = apply_edits(config, overrides=overrides, clones=clones)
+    _finish(
+        config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
+    )
+
+
+@profiles_app.command("import-unlockrs")
+def import_unlockrs_cmd(
+    toml_file: Annotated[Path, typer.Argument(help="A vgpu_unlock-rs profile_override.toml.")],
+    xml: XmlOption,
+    output: OutputOption = None,
+    in_place: InPlaceOption = False,
+    dry_run: DryRunOption = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Bake a vgpu_unlock-rs profile_override.toml into vgpuConfig.xml.
+
+    Fields without a vgpuConfig.xml counterpart are listed on stderr, not dropped silently.
+
+    Example: vgpubuild profiles import-unlockrs /etc/vgpu_unlock/profile_override.toml --xml vgpuConfig.xml -o out.xml
+    """
+    from vgpubuild.errors import InputError
+    from vgpubuild.overrides import apply_overrides, parse_overrides
+    from vgpubuild.unlockrs import import_unlockrs
+
+    _check_destination(output, in_place, dry_run)
+    try:
+        text = toml_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {str(toml_file)!r}: {exc}") from None
+    table, skipped = import_unlockrs(text, str(toml_file))
+    overrides = parse_overrides(table)
+    config = _load(xml)
+    changes = apply_overrides(config, overrides)
+    notes = [f"not representable in vgpuConfig.xml, skipped: {item}" for item in skipped]
+    _finish(
+        config,
+        xml,
+        changes,
+        output=output,
+        in_place=in_place,
+        dry_run=dry_run,
+        as_json=as_json,
+        notes=notes,
+    )
+
+
+@profiles_app.command("export-unlockrs")
+def export_unlockrs_cmd(
+    config_file: Annotated[
+        Path,
+        typer.Argument(help="Build config (TOML/JSON) whose patcher.profileOverrides to export."),
+    ],
+    xml: Annotated[
+        Path | None,
+        typer.Option("--xml", help="Check that every profile id exists in this vgpuConfig.xml."),
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Write a build config's profileOverrides as a vgpu_unlock-rs profile_override.toml.
+
+    Example: vgpubuild profiles export-unlockrs vgpubuild.toml -o /etc/vgpu_unlock/profile_override.toml
+    """
+    from vgpubuild.atomic import atomic_file
+    from vgpubuild.overrides import parse_overrides
+    from vgpubuild.unlockrs import export_unlockrs
+    from vgpubuild.vgpuconfig import read_edit_tables
+
+    overrides = parse_overrides(read_edit_tables(config_file)[0])
+    if xml is not None:
+        config = _load(xml)
+        for pid in overrides:
+            config.find_type(pid)
+    text, skipped = export_unlockrs(overrides)
+    for item in skipped:
+        sys.stderr.write(f"note: vgpu_unlock-rs has no field for {item}; skipped\n")
+    if output is None:
+        sys.stdout.write(text)
+        return
+    with atomic_file(output) as f:
+        f.write(text.encode())
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(profiles_app, name="profiles")
