@@ -7,7 +7,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +46,9 @@ def cached_files(cache: Cache) -> list[Path]:
     return sorted(p for p in (cache.root / "sha256").rglob("*") if p.is_file())
 
 
-def test_download_hashes_caches_and_then_needs_no_connection(server: FaultServer, cache: Cache) -> None:
+def test_download_hashes_caches_and_then_needs_no_connection(
+    server: FaultServer, cache: Cache
+) -> None:
     url = server.add("/NVIDIA-test.run", BODY)
     path = download(url, SHA, cache, FAST)
     assert path.read_bytes() == BODY
@@ -318,7 +319,7 @@ def test_two_processes_fetching_the_same_file_download_once(
 
 
 @pytest.mark.parametrize("log_args", [(), ("--log-format", "json"), ("-v",)])
-@pytest.mark.parametrize("case", ["ok", "401", "redirect", "mismatch", "netrc"])
+@pytest.mark.parametrize("case", ["ok", "401", "redirect", "mismatch", "netrc", "userinfo"])
 def test_cli_never_prints_secrets(
     server: FaultServer, tmp_path: Path, case: str, log_args: tuple[str, ...]
 ) -> None:
@@ -337,6 +338,10 @@ def test_cli_never_prints_secrets(
             url = server.add("/f.zip", default=redirect(other.add("/f.zip", body)))
         elif case == "mismatch":
             url = server.add("/f.zip", b"wrong")
+        elif case == "userinfo":
+            url = server.add("/f.zip", default=status(404))
+            url = url.replace("http://", f"http://alice:{SECRET_PASS}@")
+            creds = []
         else:
             url = server.add("/f.zip", body, script=[status(503)])
             (home / ".netrc").write_text(f"machine 127.0.0.1 login alice password {SECRET_PASS}\n")
