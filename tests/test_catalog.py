@@ -91,7 +91,7 @@ def test_user_defined_release() -> None:
 
 
 def test_unknown_key_names_the_closest_valid_one() -> None:
-    with pytest.raises(ConfigError, match="'zip_sha256s'.*Did you mean 'zip_sha256'"):
+    with pytest.raises(ConfigError, match=r"'zip_sha256s'.*Did you mean 'zip_sha256'"):
         Release.from_mapping("x", {**CUSTOM, "zip_sha256s": "x"})
     with pytest.raises(ConfigError, match="Did you mean 'unlock_rev'"):
         Release.from_mapping("x", {**CUSTOM, "patcher": {"unlock_revv": "x"}})

@@ -144,7 +144,7 @@ def test_server_ignoring_range_restarts_cleanly(server: FaultServer, cache: Cach
     url = server.add("/f.zip", BODY, script=[drop(250_000), ignore_range()])
     path = download(url, SHA, cache, FAST)
     assert path.read_bytes() == BODY  # nothing from the first try was kept in front
-    first, second = server.requests()
+    _, second = server.requests()
     assert second.headers["range"] == "bytes=250000-"
     assert second.status == 200 and second.served == (0, len(BODY))
 

@@ -71,7 +71,7 @@ def test_explicit_path_comes_first_and_is_verified(
 
 def test_missing_explicit_path_is_an_input_error(tmp_path: Path, cache: Cache) -> None:
     spec = InputSpec("x.zip", sha(b"x"), path=tmp_path / "nope.zip")
-    with pytest.raises(InputError, match="nope.zip"):
+    with pytest.raises(InputError, match=r"nope\.zip"):
         obtain(spec, cache, OPTIONS)
 
 
@@ -161,9 +161,9 @@ def test_a_driver_source_hash_means_a_run_file() -> None:
     assert spec.name == "NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm.run"
     assert spec.sha256.sri == h and spec.url == "https://files.example/d.run"
     assert spec.curl_opts == ("-u", "a:b")
-    with pytest.raises(ConfigError, match="a .run is expected"):
+    with pytest.raises(ConfigError, match=r"a \.run is expected"):
         driver_sources(R, {"name": "x.zip", "sha256": h}, guest=False, zip_path=None)
-    with pytest.raises(ConfigError, match="not a .zip"):
+    with pytest.raises(ConfigError, match=r"not a \.zip"):
         driver_sources(R, {"name": "x.run"}, guest=False, zip_path=None)
 
 
@@ -183,6 +183,7 @@ def test_zip_location_as_path_or_url() -> None:
 
 def test_merged_adds_the_general_driver() -> None:
     zip_spec, general = driver_sources(R, None, guest=False, zip_path=None, merged=True)
+    assert zip_spec.name == R.zip_name
     assert general.name == "NVIDIA-Linux-x86_64-550.90.07.run"
     assert R.patcher is not None and general.sha256 == R.patcher.general_sha256
     with pytest.raises(ConfigError, match="merged"):
