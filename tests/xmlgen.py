@@ -181,3 +181,64 @@ def tiny() -> bytes:
 def large() -> bytes:
     """1,000 profiles and 200 pGPUs: the benchmark's size."""
     return generate(1000, 200)
+
+
+# ----------------------------------------------------------------- reference commands
+# What vgpu4nixos and vGPU-Unlock-patcher run, rebuilt here independently of vgpubuild's
+# code so the differential tests compare two implementations, not one with itself.
+
+
+def vgpu4nixos_xmlstarlet(overrides: dict[str, dict]) -> list[str]:
+    """The ``xmlstarlet ed -P -u ... -v ...`` arguments vgpu4nixos's utils.nix generates.
+
+    Follows its attrsToVgpuXmlCmd/genVgpuXmlCmd: profiles and element names in Nix
+    attribute order (sorted), ``xmlConfig`` merged last with ``//``, ``enableCuda`` never
+    applied. The XML file argument is appended by the caller.
+    """
+    args = ["ed", "-P"]
+    for pid in sorted(overrides):
+        o = overrides[pid]
+        values: dict[str, object] = {}
+        if o.get("vramAllocation") is not None:
+            size, reservation, framebuffer = fb_values(o["vramAllocation"])
+            values |= {
+                "profileSize": f"0x{size:X}",
+                "framebuffer": f"0x{framebuffer:X}",
+                "fbReservation": f"0x{reservation:X}",
+            }
+        if o.get("heads") is not None:
+            values["numHeads"] = str(o["heads"])
+        display = o.get("display") or {}
+        if display.get("width") is not None and display.get("height") is not None:
+            values["display"] = {"width": str(display["width"]), "height": str(display["height"])}
+            values["maxPixels"] = str(display["width"] * display["height"])
+        if o.get("framerateLimit") is not None:
+            values["frlConfig"] = f"0x{o['framerateLimit']:X}"
+            values["frame_rate_limiter"] = "1" if o["framerateLimit"] > 0 else "0"
+        values |= o.get("xmlConfig", {})
+        for name in sorted(values):
+            value = values[name]
+            if isinstance(value, dict):
+                for attr in sorted(value):
+                    path = f'/vgpuconfig/vgpuType[@id="{pid}"]/{name}/@{attr}'
+                    args += ["-u", path, "-v", str(value[attr])]
+            else:
+                args += ["-u", f'/vgpuconfig/vgpuType[@id="{pid}"]/{name}/text()', "-v", str(value)]
+    return args
+
+
+def vup_vcfgclone_sed(src_dev: str, src_sub: str, dst_dev: str, dst_sub: str) -> list[str]:
+    """The ``sed`` arguments of VUP's ``vcfgclone XML SRCDEV SRCSUB DSTDEV DSTSUB``.
+
+    It matches the text: a ``<pgpu>`` block whose devId reads exactly
+    ``deviceId="SRCDEV" subsystemVendorId="0x10de" subsystemId="SRCSUB"`` is printed,
+    then printed again with DST's ids. (The file argument, with ``-i``, is appended.)
+    """
+    return [
+        "-e", "/<pgpu/ b found", "-e", "b", "-e", ":found",
+        "-e", r"/<\/pgpu>/ b clone", "-e", "N", "-e", "b found",
+        "-e", ":clone", "-e", "p",
+        "-e",
+        rf's/\(.* deviceId="\){src_dev}\(" subsystemVendorId="\)0x10de\(" subsystemId="\){src_sub}\(".*\)/\1{dst_dev}\20x10de\3{dst_sub}\4/',
+        "-e", "t", "-e", "d",
+    ]  # fmt: skip
