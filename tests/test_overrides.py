@@ -182,9 +182,7 @@ def test_unknown_id_leaves_the_file_untouched_and_names_closest(tmp_path: Path) 
     xml = tmp_path / "vgpuConfig.xml"
     xml.write_bytes(TINY)
     with pytest.raises(XmlConfigError, match="no profile") as err:
-        apply_build_edits(
-            xml, overrides={"333": {"heads": 1}, "150": {"heads": 1}}, clones={}
-        )
+        apply_build_edits(xml, overrides={"333": {"heads": 1}, "150": {"heads": 1}}, clones={})
     assert err.value.hint is not None and "123" in err.value.hint
     assert xml.read_bytes() == TINY
 

@@ -230,9 +230,7 @@ def test_external_entity_is_refused_not_resolved(tmp_path: Path) -> None:
 
 
 def test_billion_laughs_is_refused() -> None:
-    entities = "".join(
-        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
-    )
+    entities = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
     data = (
         f'<?xml version="1.0"?><!DOCTYPE vgpuconfig [<!ENTITY lol0 "lol">{entities}]>'
         "<vgpuconfig><version>&lol9;</version></vgpuconfig>"
