@@ -85,9 +85,9 @@ def test_the_generated_command_is_vgpu4nixos_shape() -> None:
         {"333": {"vramAllocation": 3584, "display": {"width": 1920, "height": 1080}}}
     )
     assert args[:2] == ["ed", "-P"]
-    assert ["-u", '/vgpuconfig/vgpuType[@id="333"]/profileSize/text()', "-v", "0xE0000000"] == args[
-        args.index('/vgpuconfig/vgpuType[@id="333"]/profileSize/text()') - 1 :
-    ][:4]
+    path = '/vgpuconfig/vgpuType[@id="333"]/profileSize/text()'
+    at = args.index(path)
+    assert args[at - 1 : at + 3] == ["-u", path, "-v", "0xE0000000"]
     assert '/vgpuconfig/vgpuType[@id="333"]/display/@width' in args
 
 
@@ -152,3 +152,17 @@ def test_vup_sed_misses_upper_case_vendor_and_we_do_not(tmp_path: Path) -> None:
     config = VgpuConfig.parse(DATA)
     vcfgclone(config, PciId(0x1E30, 0x12BA), PciId(0x1E07, 0))
     assert "1E07:0000" in config.profile(333).pgpus
+
+
+def test_clone_of_duplicate_and_last_entries_equals_vup_sed(tmp_path: Path) -> None:
+    """Two source entries, the second one the last child: each copy follows its source."""
+    start = DATA.index(b'  <pgpu>\n    <devId vendorId="0x10de" deviceId="0x13BD"')
+    block = DATA[start : DATA.index(b"</pgpu>\n", start) + len(b"</pgpu>\n")]
+    data = DATA.replace(b"</vgpuconfig>", block.rstrip(b"\n") + b"\n</vgpuconfig>")
+    xml = tmp_path / "vgpuConfig.xml"
+    xml.write_bytes(data)
+    reference = sed_vcfgclone(xml, ("0x13BD", "0x1160"), ("0x13C0", "0x0000"))
+    config = VgpuConfig.parse(data)
+    vcfgclone(config, PciId(0x13BD, 0x1160), PciId(0x13C0, 0))
+    assert reference.count(b'deviceId="0x13C0"') == 2
+    assert config.to_bytes() == reference

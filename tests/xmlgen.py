@@ -145,13 +145,14 @@ def generate(
         lines.append(f"{i1}<!-- physical GPUs -->")
     pgpu_count = 0
     target = max(n_pgpus, len(FIXED))
+    variant = -1
     while pgpu_count < target:
+        variant += 1
         for fam_index, fam in enumerate(families):
             if pgpu_count >= target:
                 break
             if fam not in supported:
                 continue
-            variant = pgpu_count // len(families)
             subsystem = fam.subsystem if variant == 0 else f"0x{0x3000 + pgpu_count:04X}"
             vendor = "0x10DE" if fam_index % 2 else "0x10de"
             dev = (

@@ -372,8 +372,14 @@ class VgpuConfig:
                 self._marks.dirty.add(dst)
             if src in self._marks.mapped:
                 self._marks.mapped.add(dst)
+        # The copy sits where el's tail was; el is now followed by the copy, so it takes
+        # the whitespace that precedes it (matters for a last child, whose tail is the
+        # parent's closing indentation).
+        previous = el.getprevious()
+        lead = (parent.text if previous is None else previous.tail) or ""
         el.addnext(duplicate)
         duplicate.tail = el.tail
+        el.tail = lead[len(lead.rstrip()) :]
         return duplicate
 
     def _touch(self, el: etree._Element) -> None:
