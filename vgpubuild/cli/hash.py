@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,11 +16,12 @@ nar_app = typer.Typer(help="Write NAR archives (nix-store --dump).", no_args_is_
 store_app = typer.Typer(help="Compute Nix store paths without Nix.", no_args_is_help=True)
 
 FORM_HELP = "Output form: sri, nix32, base16 or base64."
-FormOption = Annotated[str, typer.Option("--to", "--format", "-f", help=FORM_HELP)]
+FormOption = Annotated[str, typer.Option("--to", "--format", "-f", help=FORM_HELP, metavar="FORM")]
 TypeOption = Annotated[
-    str, typer.Option("--type", help="Hash algorithm (sha256, sha512, sha1, md5).")
+    str, typer.Option("--type", help="Hash algorithm (sha256, sha512, sha1, md5).", metavar="ALGO")
 ]
-PathArg = Annotated[Path, typer.Argument(help="File or directory to hash.")]
+# Plain str, not Path: typer's Path checks would pre-empt our own one-line errors.
+PathArg = Annotated[str, typer.Argument(help="File or directory to hash.", metavar="PATH")]
 
 
 def _debug(event: str, **values: object) -> None:
@@ -69,8 +69,8 @@ def hash_file_cmd(
     _check_form(to)
     start = time.monotonic()
     h = hash_file(path, algo)
-    _debug("hashed file", path=str(path), algo=algo, seconds=round(time.monotonic() - start, 3))
-    _emit(h, to, as_json, path=str(path))
+    _debug("hashed file", path=path, algo=algo, seconds=round(time.monotonic() - start, 3))
+    _emit(h, to, as_json, path=path)
 
 
 @hash_app.command("path")
@@ -88,8 +88,8 @@ def hash_path_cmd(
     _check_form(to)
     start = time.monotonic()
     h = nar_hash(path, algo)
-    _debug("hashed NAR", path=str(path), algo=algo, seconds=round(time.monotonic() - start, 3))
-    _emit(h, to, as_json, path=str(path))
+    _debug("hashed NAR", path=path, algo=algo, seconds=round(time.monotonic() - start, 3))
+    _emit(h, to, as_json, path=path)
 
 
 @hash_app.command("convert")
@@ -112,9 +112,14 @@ def hash_convert_cmd(
 
 @nar_app.command("dump")
 def nar_dump_cmd(
-    path: Annotated[Path, typer.Argument(help="File, symlink or directory to serialise.")],
+    path: Annotated[
+        str, typer.Argument(help="File, symlink or directory to serialise.", metavar="PATH")
+    ],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")
+        str | None,
+        typer.Option(
+            "-o", "--output", help="Write to this file instead of stdout.", metavar="FILE"
+        ),
     ] = None,
 ) -> None:
     """Write the NAR serialisation of PATH, byte-for-byte as nix-store --dump.
@@ -137,12 +142,14 @@ def nar_dump_cmd(
         return
     with atomic_file(output) as f:
         nar.dump(path, f)
-    _debug("wrote NAR", path=str(path), output=str(output))
+    _debug("wrote NAR", path=path, output=output)
 
 
 @store_app.command("path")
 def store_path_cmd(
-    path: Annotated[Path, typer.Argument(help="File or directory that would be added.")],
+    path: Annotated[
+        str, typer.Argument(help="File or directory that would be added.", metavar="PATH")
+    ],
     name: Annotated[
         str | None, typer.Option("--name", help="Store name (default: the path's base name).")
     ] = None,
@@ -169,7 +176,7 @@ def store_path_cmd(
     if as_json:
         print_json(
             {
-                "path": str(path),
+                "path": path,
                 "ingestion": ingestion,
                 "hash": content.sri,
                 "store_path": store_path,
