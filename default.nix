@@ -124,6 +124,8 @@ let
           builder = pkgs.lib.getExe vgpubuildPackage;
           args = [ "nix-builder" ];
           __structuredAttrs = true;
+          # $out is the patched tree; with repack, $run is the single-file .run.
+          outputs = [ "out" ] ++ (if repack then [ "run" ] else [ ]);
           inherit release repack patcherUnverified extraPatches;
           gridZip = zip;
           patcher = patcherSrc;
