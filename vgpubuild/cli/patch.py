@@ -210,8 +210,11 @@ def patch_cmd(
 ) -> None:
     from vgpubuild.cache import Cache
     from vgpubuild.config import BuildConfig, load_overrides_file
+    from vgpubuild.patcher import choose_target
     from vgpubuild.pipeline import build
 
+    if target not in (None, "auto"):
+        choose_target(False, False, target)  # an unknown --target is a usage error (exit 2)
     cfg = BuildConfig.load(config) if config is not None else BuildConfig()
     if overrides is not None:
         cfg = cfg.merged_with(load_overrides_file(overrides), source=str(overrides))
