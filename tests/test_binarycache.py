@@ -305,6 +305,37 @@ def test_artifact_mentioning_other_store_paths_is_refused(tmp_path: Path) -> Non
     assert not (tmp_path / "cache").exists()
 
 
+def test_store_path_mentioning_another_by_hash_only_is_refused(tmp_path: Path) -> None:
+    """Nix counts a bare hash part as a reference; so does the export of a store path."""
+    nix_build = require_tool("nix-build")
+    nix_store = require_tool("nix-store")
+    expr = tmp_path / "ref.nix"
+    expr.write_text(
+        """derivation {
+  name = "vgpubuild-cache-test-bare-ref";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  PATH = "/usr/bin:/bin";
+  args = [ "-c" "mkdir $out; basename $src > $out/name" ];
+  src = builtins.toFile "referenced" "x";
+}
+"""
+    )
+    out = subprocess.run(
+        [nix_build, str(expr), "--no-out-link", "--option", "substituters", ""],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout.strip()
+    (ref,) = subprocess.run(
+        [nix_store, "-q", "--references", out], capture_output=True, text=True, check=True
+    ).stdout.split()
+    with pytest.raises(InputError, match="mentions other store paths") as info:
+        export(Path(out), tmp_path / "cache", name=None, secret_key_file=None)
+    assert Path(ref).name[:32] in str(info.value)
+
+
 def test_cache_for_another_store_dir_is_refused(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -40,7 +40,8 @@ CACHE_PRIORITY = 50
 """Below cache.nixos.org's 40: Nix asks the public cache first, which never has our paths
 anyway, but a local folder should not shadow it for everything else."""
 
-_HASH_PART = rb"[0-9a-df-np-sv-z]{32}"
+_NIX32_CHAR = rb"[0-9a-df-np-sv-z]"
+_HASH_PART = _NIX32_CHAR + rb"{32}"
 
 
 @dataclass(frozen=True)
@@ -70,26 +71,56 @@ class ExportResult:
 
 
 class _ReferenceScanner:
-    """Finds ``<store dir>/<hash part>-`` in a byte stream, across chunk boundaries."""
+    """Finds store hash parts in a byte stream, across chunk boundaries.
 
-    def __init__(self, directory: str) -> None:
-        prefix = os.fsencode(directory.rstrip("/") + "/")
-        self._pattern = re.compile(re.escape(prefix) + b"(" + _HASH_PART + b")-")
-        self._keep = len(prefix) + 32
+    With ``candidates`` (the hash parts of the paths in the store) it does what Nix does
+    after a build: any 32-character window equal to a candidate is a reference, wherever it
+    appears. Without them (an artifact outside the store) it looks for the unambiguous
+    ``<store dir>/<hash part>-`` instead.
+    """
+
+    def __init__(self, directory: str, candidates: frozenset[bytes] | None) -> None:
+        self._candidates = candidates
+        if candidates is None:
+            prefix = os.fsencode(directory.rstrip("/") + "/")
+            self._pattern = re.compile(re.escape(prefix) + b"(" + _HASH_PART + b")-")
+            self._keep = len(prefix) + 32
+        else:
+            self._pattern = re.compile(_NIX32_CHAR + rb"{32,}")
+            self._keep = 31
         self._tail = b""
         self.found: set[str] = set()
 
     def feed(self, chunk: bytes | memoryview) -> None:
         window = self._tail + bytes(chunk)
-        self.found.update(m.group(1).decode() for m in self._pattern.finditer(window))
+        for match in self._pattern.finditer(window):
+            if self._candidates is None:
+                self.found.add(match.group(1).decode())
+                continue
+            run = match.group()
+            self.found.update(
+                run[i : i + 32].decode()
+                for i in range(len(run) - 31)
+                if run[i : i + 32] in self._candidates
+            )
         self._tail = window[-self._keep :]
 
 
+def _store_hash_parts(directory: str) -> frozenset[bytes]:
+    """Hash parts of every path in the local store (what a reference can point to)."""
+    return frozenset(
+        os.fsencode(name[:32])
+        for name in os.listdir(directory)
+        if len(name) > 33 and name[32] == "-"
+    )
+
+
 def _scan(artifact: Path, directory: str) -> tuple[Hash, int, set[str]]:
-    """NAR sha256, NAR size and the hash parts of store paths the NAR mentions, in one pass."""
+    """NAR sha256, NAR size and the store hash parts the NAR mentions, in one pass."""
+    in_store = artifact.parent == Path(directory)
     digest = hashlib.sha256()
     size = 0
-    scanner = _ReferenceScanner(directory)
+    scanner = _ReferenceScanner(directory, _store_hash_parts(directory) if in_store else None)
     for chunk in nar_chunks(artifact):
         digest.update(chunk)
         scanner.feed(chunk)
