@@ -13,6 +13,7 @@ Memory stays a few chunks whatever the input size.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -210,6 +211,21 @@ def _send(out_fd: int, contents: Contents) -> bool:
         os.close(in_fd)
 
 
+_PIPE_SIZE = 1 << 20
+
+
+def _widen_pipe(fd: int) -> None:
+    """Grow a pipe's buffer from 64 KiB to 1 MiB: 16x fewer wake-ups of both sides.
+
+    Best effort: an unprivileged process may be capped by /proc/sys/fs/pipe-max-size.
+    """
+    import fcntl
+
+    with contextlib.suppress(OSError):
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+
+
 def dump(path: str | os.PathLike[str], out: BinaryIO) -> None:
     """Write the NAR of ``path`` to ``out`` (``nix-store --dump PATH``).
 
@@ -222,6 +238,8 @@ def dump(path: str | os.PathLike[str], out: BinaryIO) -> None:
         out.flush()
     except (AttributeError, OSError, ValueError):
         out_fd = None
+    if out_fd is not None:
+        _widen_pipe(out_fd)
     try:
         if out_fd is None:
             for chunk in nar_chunks(path):
