@@ -153,6 +153,33 @@ def test_both_attribute_styles_give_the_same_artifact(
     assert len(hashes) == 1
 
 
+def test_repack_fills_the_run_output(
+    tmp_path: Path, demo: DemoInputs, files: dict[str, Path]
+) -> None:
+    nix_store = require_tool("nix-store")
+    attrs = (
+        f"gridZip = {demo.zip_path};\n"
+        f'  patcher = builtins.path {{ path = {demo.patcher_dir}; name = "source"; }};\n'
+        f"  config = builtins.readFile {files['config']};\n"
+        f'  release = "{DEMO_RELEASE}";\n'
+        '  repack = true;\n  outputs = [ "out" "run" ];'
+    )
+    expr, proc = _build(tmp_path, _expr(demo, files, structured=True, extra=attrs))
+    out = proc.stdout.strip().splitlines()[-1]
+    run_proc = _nix_build(expr, "-A", "run")  # already built: just names the output
+    run = run_proc.stdout.strip().splitlines()[-1]
+    assert (Path(out) / "vgpubuild-manifest.json").is_file()
+    assert Path(run).is_file() and os.access(run, os.X_OK)
+    assert Path(run).read_bytes().startswith(b"#!")
+    # The .run's flat hash is what Nix records for the output's contents.
+    nix_hash = subprocess.run(
+        [nix_store, "-q", "--hash", run], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert Hash.parse(nix_hash) == nar_hash(run)
+    check = _nix_build(expr, "--check")
+    assert check.returncode == 0, check.stderr
+
+
 def test_builder_touches_no_home(tmp_path: Path, demo: DemoInputs, files: dict[str, Path]) -> None:
     # Nix sets HOME=/homeless-shelter; as root without a sandbox, writing there would work.
     _build(tmp_path, _expr(demo, files, structured=True).replace("vgpubuild-demo", "home-demo"))
