@@ -326,6 +326,7 @@ def test_patch_sh_gets_a_clean_environment(
     tmp_path: Path, demo: DemoInputs, release: Release, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VGPUBUILD_TEST_LEAK", "secret")
+    monkeypatch.setenv("NIX_BUILD_CORES", "3")
     patcher = tmp_path / "patcher"
     shutil.copytree(demo.patcher_dir, patcher)
     with (patcher / "patch.sh").open("a") as f:
@@ -336,5 +337,7 @@ def test_patch_sh_gets_a_clean_environment(
     assert "VGPUBUILD_TEST_LEAK" not in env
     assert env["LC_ALL"] == "C"
     assert env["HOME"] == str(tmp_path / "w" / "home")
-    assert set(env) <= {"PATH", "LC_ALL", "LANG", "HOME", "TMPDIR", "PWD", "OLDPWD", "SHLVL", "_"}
+    assert env["NIX_BUILD_CORES"] == "3"  # parallelism is the one thing passed through
+    allowed = {"PATH", "LC_ALL", "LANG", "HOME", "TMPDIR", "PWD", "OLDPWD", "SHLVL", "_"}
+    assert set(env) <= allowed | {"NIX_BUILD_CORES", "MAKEFLAGS", "ZSTD_NBTHREADS"}
     assert env["PATH"] == check_tools("vgpu-kvm", args)

@@ -430,12 +430,18 @@ def _stage(patcher_dir: Path, run_files: Sequence[Path], staging: Path) -> None:
             shutil.copyfile(run, dest)
 
 
+PARALLELISM_VARS = ("NIX_BUILD_CORES", "MAKEFLAGS", "ZSTD_NBTHREADS")
+"""The only variables passed through: how many cores to use (Nix's builder sets them)."""
+
+
 def _clean_env(path: str, work_dir: Path) -> dict[str, str]:
     home = work_dir / "home"
     tmp = work_dir / "tmp"
     home.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
-    return {"PATH": path, "LC_ALL": "C", "LANG": "C", "HOME": str(home), "TMPDIR": str(tmp)}
+    env = {"PATH": path, "LC_ALL": "C", "LANG": "C", "HOME": str(home), "TMPDIR": str(tmp)}
+    env.update({k: os.environ[k] for k in PARALLELISM_VARS if k in os.environ})
+    return env
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
