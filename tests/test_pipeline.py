@@ -24,6 +24,7 @@ from lxml import etree
 
 from vgpubuild.artifact import MANIFEST_NAME
 from vgpubuild.demo import DEMO_RELEASE, DemoInputs, make_demo_inputs
+from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import hash_file
 
 HOST_TREE = "NVIDIA-Linux-x86_64-550.999.05-vgpu-kvm-patched"
@@ -231,14 +232,26 @@ def test_general_merge_with_overrides_and_clones(demo: DemoInputs, tmp_path: Pat
 
 def test_second_identical_run_reuses_the_artifact(demo: DemoInputs, tmp_path: Path) -> None:
     first = ok(patch(demo, tmp_path)[0])
-    shutil.rmtree(tmp_path / "out")
+    artifact = Path(first["artifact"])
+    readme = artifact / "README.txt"
+    inode = readme.stat().st_ino
+    # Same --out, artifact untouched: reused where it is, nothing copied.
     second = ok(patch(demo, tmp_path)[0])
     assert second["cached"] is True and first["cached"] is False
     for key in ("nar_hash", "store_path", "build_key", "artifact"):
         assert first[key] == second[key]
-    # Over an earlier artifact of ours in place: replaced, same content.
+    assert readme.stat().st_ino == inode
+    # Edited since: the cached copy replaces it.
+    original = readme.read_text()
+    with readme.open("a") as f:
+        f.write("edited by hand\n")
     third = ok(patch(demo, tmp_path)[0])
-    assert third["cached"] is True and third["nar_hash"] == first["nar_hash"]
+    assert third["cached"] is True and readme.read_text() == original
+    assert nar_hash(artifact).sri == first["nar_hash"]
+    # Gone: copied from the cache.
+    shutil.rmtree(tmp_path / "out")
+    fourth = ok(patch(demo, tmp_path)[0])
+    assert fourth["cached"] is True and nar_hash(artifact).sri == first["nar_hash"]
     # A different option is a different key: built afresh.
     other = ok(patch(demo, tmp_path, "--extra", "--no-klogtrace")[0])
     assert other["cached"] is False and other["build_key"] != first["build_key"]

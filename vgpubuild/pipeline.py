@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -411,23 +412,90 @@ def _from_cache(
         return None
     if not (tree / MANIFEST_NAME).is_file():
         return None
-    dest = out / record["name"]
-    replace_old = _check_dest(dest)
+    name = record["name"]
+    dest = out / name
     repacked = None
-    with atomic_dir(dest, replace=replace_old) as tmp:
-        shutil.copytree(tree, tmp, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy)
-        normalise_tree(tmp)
-        if repack:
-            repacked = _repack(plan, tmp, work, record["name"], entry)
+    if _still_placed(entry, dest):
+        # The artifact this cache entry put here is untouched: nothing to copy.
+        run = out / f"{name}.run"
+        if repack and _still_placed(entry, run):
+            repacked = _describe_run(run)
+        elif repack:
+            repacked = _repack(plan, dest, work, name, entry)
+    else:
+        replace_old = _check_dest(dest)
+        with atomic_dir(dest, replace=replace_old) as tmp:
+            shutil.copytree(tree, tmp, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy)
+            normalise_tree(tmp)
+            if repack:
+                repacked = _repack(plan, tmp, work, name, entry)
+    repacked = _move_run(repacked, out)
+    _remember_placement(entry, dest, repacked)
     return BuildResult(
         artifact=dest,
         nar_hash=Hash.parse(record["nar_hash"]),
         nar_size=int(record["nar_size"]),
         store_path=record["store_path"],
         manifest=record["manifest"],
-        repacked=_move_run(repacked, out),
+        repacked=repacked,
         cached=True,
     )
+
+
+def _fingerprint(path: Path) -> str:
+    """Identity of a placed file or tree: any write, chmod, rename or swap changes it.
+
+    Inode numbers and change times (ctime, which no user call can set back) of every entry;
+    a folder's own times change when an entry is added or removed. Only ``stat`` calls, so a
+    driver-sized tree is checked in milliseconds instead of being hashed or copied again.
+    """
+    digest = hashlib.sha256()
+
+    def visit(p: str, rel: str) -> None:
+        st = os.lstat(p)
+        digest.update(
+            f"{rel}\0{st.st_ino}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0"
+            f"{st.st_ctime_ns}\n".encode(errors="surrogateescape")
+        )
+        if stat.S_ISDIR(st.st_mode):
+            for name in sorted(os.listdir(p)):
+                visit(os.path.join(p, name), f"{rel}/{name}")
+
+    visit(str(path), "")
+    return digest.hexdigest()
+
+
+def _still_placed(entry: Path, dest: Path) -> bool:
+    try:
+        placed = json.loads((entry / "placed.json").read_text(encoding="utf-8"))
+        return bool(placed.get(str(dest)) == _fingerprint(dest))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _remember_placement(entry: Path, dest: Path, run: RepackedRun | None) -> None:
+    """Note what this entry put at ``dest`` (best effort: a miss only costs a copy)."""
+    try:
+        placed = json.loads((entry / "placed.json").read_text(encoding="utf-8"))
+        if not isinstance(placed, dict):
+            placed = {}
+    except (OSError, ValueError):
+        placed = {}
+    try:
+        placed[str(dest)] = _fingerprint(dest)
+        if run is not None:
+            placed[str(run.path)] = _fingerprint(run.path)
+        with atomic_file(entry / "placed.json") as f:
+            f.write(json.dumps(placed, sort_keys=True, indent=1).encode())
+    except (OSError, OutputError):
+        pass
+
+
+def _describe_run(path: Path) -> RepackedRun:
+    from vgpubuild.store import fixed_output_path
+
+    digest = hash_file(path)
+    return RepackedRun(path, digest, fixed_output_path(digest, path.name, "flat"))
 
 
 def _store_in_cache(
@@ -455,14 +523,11 @@ def _store_in_cache(
 
 def _repack(plan: _Plan, tree: Path, work: Path, name: str, entry: Path) -> RepackedRun:
     """Write ``<name>.run`` into ``work`` (a copy of the cached one when there is one)."""
-    from vgpubuild.store import fixed_output_path
-
     made = work / f"{name}.run"
     cached = entry / made.name
     if cached.is_file():
         shutil.copyfile(cached, made)
-        digest = hash_file(made)
-        return RepackedRun(made, digest, fixed_output_path(digest, made.name, "flat"))
+        return _describe_run(made)
     result = repack_tree(tree, made, version=plan.release.host_version)
     if entry.is_dir():
         with contextlib.suppress(OSError):
@@ -537,6 +602,8 @@ def _build(
         if repack:
             repacked = _repack(plan, tmp, work, name, _entry(cache, plan.key))
     repacked = _move_run(repacked, out)
+    if _entry(cache, plan.key).is_dir():
+        _remember_placement(_entry(cache, plan.key), dest, repacked)
     logger.info("artifact ready", path=str(dest), nar_hash=artifact.nar_hash.sri)
     return BuildResult(
         artifact=dest,
