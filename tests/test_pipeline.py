@@ -527,3 +527,26 @@ def test_sigint_in_the_middle_leaves_nothing(demo: DemoInputs, tmp_path: Path) -
     # patch.sh and its sleep were stopped with it.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(marker) not in ps and "sleep 60" not in ps
+
+
+def test_driver_source_run_file_under_another_name(demo: DemoInputs, tmp_path: Path) -> None:
+    """driverSource.sha256 means a single .run (vgpu4nixos rule); patch.sh still finds it."""
+    mine = tmp_path / "my-host-driver.run"
+    shutil.copyfile(demo.host_run, mine)
+    config = tmp_path / "build.json"
+    source = {"name": mine.name, "url": mine.as_uri(), "sha256": hash_file(mine).sri}
+    config.write_text(
+        json.dumps(
+            {"release": DEMO_RELEASE, "releases": demo.release_mapping(), "driverSource": source}
+        )
+    )
+    env = {"VGPUBUILD_CACHE": str(tmp_path / "cache")}
+    args = ["patch", "--config", str(config), "--patcher", str(demo.patcher_dir), "--json"]
+    data = ok(run_cli(*args, "--out", str(tmp_path / "out"), env=env))
+    m = manifest(Path(data["artifact"]))
+    assert m["inputs"] == [{"name": mine.name, "sha256": hash_file(mine).sri}]
+    assert Path(data["artifact"]).name == HOST_TREE
+    # A target that needs two drivers cannot be served by one .run.
+    r = run_cli(*args, "--target", "grid-merge", "--out", str(tmp_path / "out2"), env=env)
+    assert r.exit_code == 2 and "needs the GRID zip" in r.stderr
+    assert_untouched(tmp_path / "out2", None)

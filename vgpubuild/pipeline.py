@@ -237,6 +237,12 @@ def _plan(
         merged="general" in roles,
     )
     driver = specs[0] if set(roles) & {"host", "guest", "windows"} else None
+    single_file = driver is not None and not driver.name.endswith(".zip")
+    if single_file and (len(set(roles) - {"general"}) > 1 or "windows" in roles):
+        raise UsageError(
+            f"target {target!r} needs the GRID zip, but the driver source is a single .run",
+            hint="Use the GRID zip (remove driverSource.sha256) or another target.",
+        )
     general = specs[1] if "general" in roles else None
 
     staged: Path | None = None
@@ -640,20 +646,13 @@ def _inputs(
         if plan.driver.name.endswith(".zip"):
             members = zip_members(release, plan.target)
             got = extract_members(path, dict.fromkeys(members, inputs_dir), work_dir=inputs_dir)
-            for pattern, file in got.items():
+            for file in got.values():
                 records.append(
                     {"name": file.name, "from": plan.driver.name, "sha256": hash_file(file).sri}
                 )
-                if members[pattern] != "windows":
-                    runs.append(file)
+                runs.append(file)  # the Windows .exe too: wsys finds it beside patch.sh
         else:
             role = "guest" if "guest" in roles and "host" not in roles else "host"
-            if set(roles) - {role, "general"}:
-                raise UsageError(
-                    f"target {plan.target!r} needs the GRID zip, but driverSource names a "
-                    "single .run file",
-                    hint="Use the GRID zip (remove driverSource.sha256) or another target.",
-                )
             runs.append(_link(path, inputs_dir / wanted[role][0]))
     if plan.general is not None:
         path = obtain(plan.general, cache, fetch_options)
@@ -661,7 +660,8 @@ def _inputs(
         runs.append(_link(path, inputs_dir / wanted["general"][0]))
     versions = {name: version for name, version in wanted.values()}
     for run in runs:
-        check_run(run, versions.get(run.name))
+        if run.name.endswith(".run"):
+            check_run(run, versions.get(run.name))
     return runs, records
 
 
