@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -238,13 +237,6 @@ def test_command_line_values_are_checked_too() -> None:
 def test_urls_stay_urls(tmp_path: Path) -> None:
     cfg = BuildConfig().merged_with({"zip": "https://h.example/g.zip"}, base_dir=tmp_path)
     assert cfg.zip == "https://h.example/g.zip"
-
-
-def test_to_mapping_has_no_credentials(tmp_path: Path) -> None:
-    cfg = BuildConfig.load(_write(tmp_path, "build.toml", FULL_TOML))
-    text = json.dumps(cfg.to_mapping())
-    assert "secret" not in text and "files.example" not in text
-    assert cfg.to_mapping()["patcher"]["options"]["extra"] == ["--no-klogtrace"]
 
 
 def test_overrides_file_shapes(tmp_path: Path) -> None:

@@ -550,3 +550,27 @@ def test_driver_source_run_file_under_another_name(demo: DemoInputs, tmp_path: P
     r = run_cli(*args, "--target", "grid-merge", "--out", str(tmp_path / "out2"), env=env)
     assert r.exit_code == 2 and "needs the GRID zip" in r.stderr
     assert_untouched(tmp_path / "out2", None)
+
+
+def test_credentials_never_reach_output_or_manifest(demo: DemoInputs, tmp_path: Path) -> None:
+    config = tmp_path / "build.json"
+    config.write_text(
+        json.dumps(
+            {
+                "release": DEMO_RELEASE,
+                "zip": str(demo.zip_path),
+                "releases": demo.release_mapping(),
+                "driverSource": {
+                    "url": "https://admin:hunter2-url@files.example/grid.zip",
+                    "curlOptsList": ["-u", "admin:hunter2-opt"],
+                },
+            }
+        )
+    )
+    r = run_cli(
+        "-v", "patch", "--config", str(config), "--patcher", str(demo.patcher_dir),
+        "--out", str(tmp_path / "out"), "--json", env={"VGPUBUILD_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    data = ok(r)
+    seen = r.stdout + r.stderr + (Path(data["artifact"]) / MANIFEST_NAME).read_text()
+    assert "hunter2" not in seen and "files.example" not in seen

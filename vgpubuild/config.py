@@ -220,29 +220,6 @@ class BuildConfig:
             )
         return new
 
-    def to_mapping(self) -> dict[str, Any]:
-        """The settings in the file's shape, for manifests and ``--json`` (no credentials).
-
-        ``driverSource.curlOptsList`` and the URL are left out on purpose: they may hold
-        passwords, and the artifact does not depend on where the bytes came from.
-        """
-        return {
-            "release": self.release,
-            "guest": self.guest,
-            "merged": self.merged,
-            "patcher": {
-                "enable": self.enable,
-                "target": self.target,
-                "options": {
-                    "doNotForceGPLLicense": self.options.doNotForceGPLLicense,
-                    "remapP40ProfilesToV100D": self.options.remapP40ProfilesToV100D,
-                    "extra": list(self.options.extra),
-                },
-                "copyVGPUProfiles": dict(self.copyVGPUProfiles),
-                "profileOverrides": self.profileOverrides,
-            },
-        }
-
 
 def read_table(path: Path) -> dict[str, Any]:
     """Parse a TOML or JSON file into a table; any failure is a :class:`ConfigError`."""
