@@ -68,6 +68,9 @@ KEY_FORMAT = 1
 
 _WORK_PREFIX = ".vgpubuild-work."
 
+_GUEST_TARGETS = ("grid", "general", "wsys")
+"""Targets whose tree has no vgpuConfig.xml (so no profile overrides or clones)."""
+
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -158,28 +161,27 @@ def build(
     out = Path(out).absolute()
     created = _prepare_out(out)
     work: Path | None = None
+    succeeded = False
     try:
         work = _work_dir(out)
-        plan = _plan(config, cache, patcher_dir, patcher_unverified, extra_patches, work)
+        plan = _plan(config, patcher_dir, patcher_unverified, extra_patches, work)
         logger.info("build key", key=plan.key, release=plan.release.version, target=plan.target)
-        hit = _from_cache(plan, out, cache, work, repack)
-        if hit is not None:
-            logger.info("same inputs as an earlier build: artifact reused", path=str(hit.artifact))
-            return hit
-        return _build(plan, out, cache, fetch_options, work, repack)
-    except BaseException:
+        result = _from_cache(plan, out, cache, work, repack)
+        if result is not None:
+            logger.info(
+                "same inputs as an earlier build: artifact reused", path=str(result.artifact)
+            )
+        else:
+            result = _build(plan, out, cache, fetch_options, work, repack)
+        succeeded = True
+        return result
+    finally:
         with _sigint_deferred():
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)
-                work = None
-            if created:
+            if created and not succeeded:
                 with contextlib.suppress(OSError):
                     out.rmdir()  # only if still empty: it was ours
-        raise
-    finally:
-        if work is not None:
-            with _sigint_deferred():
-                shutil.rmtree(work, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- planning
@@ -187,7 +189,6 @@ def build(
 
 def _plan(
     config: BuildConfig,
-    cache: Cache,
     patcher_dir: Path | None,
     patcher_unverified: bool,
     extra_patches: Sequence[Path],
@@ -217,11 +218,7 @@ def _plan(
         release,
     )
     search_path = check_tools(target, args)
-    if (config.profileOverrides or config.copyVGPUProfiles) and target in (
-        "grid",
-        "general",
-        "wsys",
-    ):
+    if (config.profileOverrides or config.copyVGPUProfiles) and target in _GUEST_TARGETS:
         raise UsageError(
             f"profile overrides and copied profiles need a host driver, but target {target!r} "
             "has no vgpuConfig.xml",
