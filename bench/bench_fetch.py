@@ -1,0 +1,99 @@
+"""Benchmark: download 1 GiB from a loopback server, vgpubuild prefetch vs ``curl -o``.
+
+Both clients fetch the same URL from the same server (tests/httpserver.py, sending the file
+with sendfile so the server is not the bottleneck). Reports wall time of each, the ratio
+(target <= 1.2), vgpubuild's peak RSS (target < 100 MB) and, through a Python audit hook,
+that vgpubuild never opened the downloaded file for reading (the hash is computed while the
+bytes arrive). Everything is written under a temporary folder; nothing in the repo.
+
+Usage: .venv/bin/python bench/bench_fetch.py [SIZE_MIB] (default 1024)
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from httpserver import FaultServer  # noqa: E402
+
+RUNS = 5
+
+# Runs vgpubuild's CLI with an audit hook that records every file opened for reading under
+# the cache's sha256/ and partial/ folders (the download's own files).
+WRAPPER = """
+import os, sys
+cache = os.environ["VGPUBUILD_CACHE"]
+watched = (os.path.join(cache, "sha256"), os.path.join(cache, "partial"))
+def hook(event, args):
+    path = args[0] if event == "open" else None
+    if isinstance(path, str) and path.startswith(watched) and not path.endswith(".json"):
+        mode = args[1] or "r"
+        if "r" in mode and "+" not in mode:
+            sys.stderr.write("REREAD " + args[0] + "\\n")
+sys.addaudithook(hook)
+sys.argv = ["vgpubuild", *sys.argv[1:]]
+from vgpubuild.cli.app import main
+main()
+"""
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in KiB (GNU time), stderr of one run."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "MAXRSS %M", *cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed: {proc.stderr[-2000:]}")
+    rss = int(proc.stderr.rsplit("MAXRSS ", 1)[1].split()[0])
+    return elapsed, rss, proc.stderr
+
+
+def main() -> int:
+    size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
+    with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp:
+        work = Path(tmp)
+        data = work / "payload.bin"
+        with open(data, "wb") as f:
+            for _ in range(size_mib):
+                f.write(os.urandom(1 << 20))
+        with FaultServer() as server:
+            url = server.add("/payload.bin", file=data)
+            ours, curls, rss, rereads = [], [], 0, []
+            for i in range(RUNS):
+                out = work / f"curl-{i}.bin"
+                t, _, _ = timed(["curl", "-s", "-f", "-o", str(out), url], dict(os.environ))
+                curls.append(t)
+                out.unlink()
+                env = {**os.environ, "VGPUBUILD_CACHE": str(work / f"cache-{i}")}
+                cmd = [sys.executable, "-c", WRAPPER, "-q", "prefetch", url]
+                t, kib, err = timed(cmd, env)
+                ours.append(t)
+                rss = max(rss, kib)
+                rereads += [line for line in err.splitlines() if line.startswith("REREAD")]
+                subprocess.run(["rm", "-rf", env["VGPUBUILD_CACHE"]], check=True)
+    c, o = statistics.median(curls), statistics.median(ours)
+    print(f"payload: {size_mib} MiB over loopback, {RUNS} runs each (median)")
+    print(f"curl -o:            {c:.3f} s  ({size_mib / c:.0f} MiB/s)")
+    print(f"vgpubuild prefetch: {o:.3f} s  ({size_mib / o:.0f} MiB/s, incl. ~0.2 s start-up)")
+    print(f"RATIO vgpubuild/curl: {o / c:.2f}x (target <= 1.2x)")
+    print(f"peak RSS vgpubuild: {rss / 1024:.1f} MB (target < 100 MB)")
+    print(f"downloaded file opened for reading afterwards: {len(rereads)} times (target 0)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
