@@ -102,54 +102,78 @@ def _ids(el: Any) -> tuple[int | None, int | None, int | None]:
     )
 
 
-def _sources(config: VgpuConfig, src: PciId) -> list[Any]:
-    return [
-        el
-        for el in config.pgpu_elements()
-        if _ids(el) == (src.device, src.subsystem, NVIDIA_VENDOR)
-    ]
+class _PgpuIndex:
+    """Every ``<pgpu>`` with its ids read once, kept current as entries are cloned."""
 
+    def __init__(self, config: VgpuConfig) -> None:
+        self.config = config
+        self.entries = [(el, *_ids(el)) for el in config.pgpu_elements()]
 
-def _missing_source(config: VgpuConfig, src: PciId, verb: str) -> XmlConfigError:
-    cards = sorted({p.key for p in config.pgpus if not p.disabled})
-    same = [c for c in cards if c.startswith(f"{src.device:04X}:")]
-    listing = ", ".join(same or cards[:12]) + ("" if same or len(cards) <= 12 else ", ...")
-    return XmlConfigError(
-        f"{config.source} has no enabled pGPU {src} (vendor 0x10DE) to {verb}",
-        hint=f"pGPUs in the file: {listing or 'none'}.",
-    )
+    def matching(self, pci: PciId, vendor: int | None = None) -> list[int]:
+        """Positions of entries with ``pci``'s ids (and this subsystem vendor, if given)."""
+        return [
+            n
+            for n, (_el, device, subsystem, sub_vendor) in enumerate(self.entries)
+            if device == pci.device
+            and subsystem == pci.subsystem
+            and (vendor is None or sub_vendor == vendor)
+        ]
+
+    def missing(self, src: PciId, verb: str) -> XmlConfigError:
+        cards = sorted(
+            {
+                f"{device or 0:04X}:{subsystem or 0:04X}"
+                for _el, device, subsystem, vendor in self.entries
+                if vendor != DISABLED_SUBSYSTEM_VENDOR
+            }
+        )
+        same = [c for c in cards if c.startswith(f"{src.device:04X}:")]
+        listing = ", ".join(same or cards[:12]) + ("" if same or len(cards) <= 12 else ", ...")
+        return XmlConfigError(
+            f"{self.config.source} has no enabled pGPU {src} (vendor 0x10DE) to {verb}",
+            hint=f"pGPUs in the file: {listing or 'none'}.",
+        )
+
+    def clone(self, src: PciId, dst: PciId) -> list[str]:
+        sources = self.matching(src, NVIDIA_VENDOR)
+        if not sources:
+            raise self.missing(src, "clone from")
+        changes: list[str] = []
+        cloned: list[str] = []
+        for n in self.matching(dst):
+            el, device, subsystem, vendor = self.entries[n]
+            if vendor == DISABLED_SUBSYSTEM_VENDOR:
+                continue
+            self.config.set_attr(
+                _devid(el), "subsystemVendorId", f"0x{DISABLED_SUBSYSTEM_VENDOR:04X}"
+            )
+            self.entries[n] = (el, device, subsystem, DISABLED_SUBSYSTEM_VENDOR)
+            changes.append(f"pgpu {dst}: existing entry disabled (subsystemVendorId 0x9999)")
+        for n in reversed(sources):  # from the end, so earlier positions stay valid
+            el, _device, _subsystem, vendor = self.entries[n]
+            duplicate = self.config.insert_copy_after(el)
+            dev = _devid(duplicate)
+            self.config.set_attr(dev, "deviceId", dst.device_hex)
+            self.config.set_attr(dev, "subsystemId", dst.subsystem_hex)
+            self.entries.insert(n + 1, (duplicate, dst.device, dst.subsystem, vendor))
+            count = len(duplicate.findall("supportedVgpu"))
+            cloned.insert(0, f"pgpu {dst}: cloned from {src} ({count} profiles)")
+        return changes + cloned
 
 
 def vcfgclone(config: VgpuConfig, src: PciId, dst: PciId) -> list[str]:
     """Give card ``dst`` the profiles of card ``src`` (VUP 550.x semantics, see module)."""
-    sources = _sources(config, src)
-    if not sources:
-        raise _missing_source(config, src, "clone from")
-    changes: list[str] = []
-    for el in config.pgpu_elements():
-        device, subsystem, vendor = _ids(el)
-        if (device, subsystem) == (dst.device, dst.subsystem) and (
-            vendor != DISABLED_SUBSYSTEM_VENDOR
-        ):
-            config.set_attr(_devid(el), "subsystemVendorId", f"0x{DISABLED_SUBSYSTEM_VENDOR:04X}")
-            changes.append(f"pgpu {dst}: existing entry disabled (subsystemVendorId 0x9999)")
-    for el in sources:
-        duplicate = config.insert_copy_after(el)
-        dev = _devid(duplicate)
-        config.set_attr(dev, "deviceId", dst.device_hex)
-        config.set_attr(dev, "subsystemId", dst.subsystem_hex)
-        count = len(duplicate.findall("supportedVgpu"))
-        changes.append(f"pgpu {dst}: cloned from {src} ({count} profiles)")
-    return changes
+    return _PgpuIndex(config).clone(src, dst)
 
 
 def vcfgpatch(config: VgpuConfig, src: PciId, dst: PciId) -> list[str]:
     """Change the ids of every enabled ``<pgpu>`` with ``src``'s ids to ``dst`` in place."""
-    sources = _sources(config, src)
+    index = _PgpuIndex(config)
+    sources = index.matching(src, NVIDIA_VENDOR)
     if not sources:
-        raise _missing_source(config, src, "patch")
-    for el in sources:
-        dev = _devid(el)
+        raise index.missing(src, "patch")
+    for n in sources:
+        dev = _devid(index.entries[n][0])
         config.set_attr(dev, "deviceId", dst.device_hex)
         config.set_attr(dev, "subsystemId", dst.subsystem_hex)
     return [f"pgpu {src}: ids changed to {dst} ({len(sources)} entries)"]
@@ -157,9 +181,10 @@ def vcfgpatch(config: VgpuConfig, src: PciId, dst: PciId) -> list[str]:
 
 def copy_profiles(config: VgpuConfig, pairs: list[tuple[PciId, PciId]]) -> list[str]:
     """Run ``copyVGPUProfiles`` pairs (``(new, source)``) in order, as vcfgclone."""
+    index = _PgpuIndex(config)
     changes: list[str] = []
     for new, src in pairs:
-        changes += vcfgclone(config, src, new)
+        changes += index.clone(src, new)
     return changes
 
 
