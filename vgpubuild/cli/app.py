@@ -93,6 +93,12 @@ def _register_all() -> None:
 _register_all()
 
 
+_CLICK_ERROR: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"
+)
+"""click's usage-error base (vendored inside typer in recent releases, so found by name)."""
+
+
 def _on_sigint(_signum: int, _frame: FrameType | None) -> None:
     raise InterruptedError_("interrupted", hint="Nothing partial was left at the output.")
 
@@ -101,7 +107,17 @@ def main() -> None:
     """Run the CLI; turn vgpubuild errors into one line on stderr and their exit code."""
     signal.signal(signal.SIGINT, _on_sigint)
     try:
-        app()
+        code = app(prog_name="vgpubuild", standalone_mode=False)
+    except _CLICK_ERROR as exc:
+        # click's own usage errors (unknown option, missing argument): one line too.
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx else "vgpubuild"
+        message = exc.format_message().rstrip(".")  # type: ignore[attr-defined]
+        if not message:  # no arguments at all: the help is the answer
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        sys.stderr.write(f"error: {message}. Run '{where} --help' for usage.\n")
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     except VgpubuildError as exc:
         if _debug["on"]:
             traceback.print_exc()
@@ -118,3 +134,4 @@ def main() -> None:
             "Run again with --debug and report the traceback.\n"
         )
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
