@@ -356,3 +356,42 @@ def test_cli_never_prints_secrets(
         assert r.exit_code == 0, r.stderr
     sent = server.requests("/f.zip")[0].headers.get("authorization", "")
     assert sent == "Basic " + basic.decode()  # the secret was really in use
+
+
+def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """Run the CLI with stderr on a pseudo-terminal; return (exit code, what the tty got)."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vgpubuild", *args],
+        env={**os.environ, **env, "COLUMNS": "100"},
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        seen += data
+    proc.wait(timeout=60)
+    os.close(primary)
+    return proc.returncode, seen
+
+
+@pytest.mark.parametrize("extra", [(), ("--json",)])
+def test_progress_bar_only_on_a_terminal_and_never_with_json(
+    server: FaultServer, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    url = server.add("/f.zip", BODY, default=slow(0.5))
+    code, tty = _run_on_a_terminal(["prefetch", url, *extra], _env(tmp_path))
+    assert code == 0, tty
+    has_bar = b"f.zip" in tty and b"MB" in tty  # rich's DownloadColumn
+    assert has_bar == (not extra)
+    piped = run_cli("prefetch", url, env=_env(tmp_path))  # stderr is a pipe here
+    assert b"MB" not in piped.stderr.encode()

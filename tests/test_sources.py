@@ -273,3 +273,13 @@ def test_fetch_after_add_works_offline(tmp_path: Path) -> None:
     (entry,) = json.loads(again.stdout)
     assert entry["name"] == "NVIDIA-GRID-Linux-KVM-550.54.10-550.54.14-551.78.zip"
     assert Path(entry["path"]).read_bytes() == data
+
+
+def test_cache_serves_the_same_content_under_another_name(tmp_path: Path, cache: Cache) -> None:
+    src = tmp_path / "a.zip"
+    src.write_bytes(b"same bytes")
+    first = cache.add_file(src, None, "a.zip")
+    assert cache.lookup(sha(b"same bytes"), "b.zip") == cache.entry(sha(b"same bytes"), "b.zip")
+    assert cache.entry(sha(b"same bytes"), "b.zip").read_bytes() == b"same bytes"
+    assert first.stat().st_ino == cache.entry(sha(b"same bytes"), "b.zip").stat().st_ino
+    assert cache.lookup(sha(b"other"), "a.zip") is None

@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from vgpubuild.errors import HashMismatchError, InputError, OutputError
 from vgpubuild.nixhash import CHUNK_SIZE, Hash
@@ -161,12 +163,11 @@ class Cache:
                 tmp.unlink()
 
 
-def copy_hashing(source: object, out: object) -> Hash:
+def copy_hashing(source: io.RawIOBase, out: BinaryIO) -> Hash:
     """Copy a raw binary stream to a file, hashing the bytes on their way through."""
     h = hashlib.sha256()
-    buf = bytearray(CHUNK_SIZE)
-    view = memoryview(buf)
-    while n := source.readinto(view):  # type: ignore[attr-defined]
+    view = memoryview(bytearray(CHUNK_SIZE))
+    while n := source.readinto(view):
         h.update(view[:n])
-        out.write(view[:n])  # type: ignore[attr-defined]
+        out.write(view[:n])
     return Hash("sha256", h.digest())

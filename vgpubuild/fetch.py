@@ -201,7 +201,7 @@ class _Transfer:
         key: str,
     ) -> None:
         self.url = url
-        self.shown = _shown_url(url)
+        self.shown = display_url(url)
         self.expected = expected
         self.cache = cache
         self.options = options
@@ -509,8 +509,9 @@ def _describe(exc: BaseException, timeout: float) -> str:
     return f"network error ({type(exc).__name__})"
 
 
-def _shown_url(url: str) -> str:
-    """The URL as errors and logs show it: no query string (tokens live there)."""
+def display_url(url: str) -> str:
+    """The URL as errors, logs and manifests may show it: no userinfo, no query (tokens)."""
+    url = strip_userinfo(url)[0]
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit(parts._replace(query="", fragment="")) + (
         "?..." if parts.query else ""
