@@ -574,3 +574,42 @@ def test_credentials_never_reach_output_or_manifest(demo: DemoInputs, tmp_path: 
     data = ok(r)
     seen = r.stdout + r.stderr + (Path(data["artifact"]) / MANIFEST_NAME).read_text()
     assert "hunter2" not in seen and "files.example" not in seen
+
+
+def test_project_patch_series_in_process(
+    demo: DemoInputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Python API (what the Nix builder mode calls), with a project series of one patch."""
+    from vgpubuild import resources
+    from vgpubuild.cache import Cache
+    from vgpubuild.config import BuildConfig
+    from vgpubuild.errors import InputError
+    from vgpubuild.fetch import FetchOptions
+    from vgpubuild.pipeline import build
+
+    data = tmp_path / "data"
+    series = data / "patches" / "17"
+    series.mkdir(parents=True)
+    (series / "add-notes.patch").write_text("--- /dev/null\n+++ b/SERIES.txt\n@@ -0,0 +1 @@\n+ok\n")
+    (series / "series").write_text("# our patches\n\nadd-notes.patch  # why: a test\n")
+    monkeypatch.setattr(resources, "data_dir", lambda name: data / name)
+    config = BuildConfig.load(write_config(demo, tmp_path / "build.json"))
+    kwargs: dict[str, Any] = {
+        "cache": Cache(tmp_path / "cache"),
+        "fetch_options": FetchOptions(offline=True, progress=False),
+        "patcher_dir": demo.patcher_dir,
+    }
+    result = build(config, out=tmp_path / "out", **kwargs)
+    assert (result.artifact / "SERIES.txt").read_text() == "ok\n"
+    assert result.manifest["patches"] == [
+        {
+            "origin": "project",
+            "name": "17/add-notes.patch",
+            "sha256": hash_file(series / "add-notes.patch").sri,
+        }
+    ]
+    assert result.nar_hash == nar_hash(result.artifact) and not result.cached
+    (series / "series").write_text("missing.patch\n")
+    with pytest.raises(InputError, match=r"lists 'missing\.patch'"):
+        build(config, out=tmp_path / "out2", **kwargs)
+    assert not (tmp_path / "out2").exists()
