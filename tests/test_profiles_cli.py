@@ -280,3 +280,14 @@ def test_example_files_apply_cleanly(xml: Path, repo_root: Path) -> None:
     example = repo_root / "profiles" / "examples" / "profile_override.toml"
     r = run_cli("profiles", "import-unlockrs", str(example), "--xml", str(xml), "--dry-run")
     assert r.exit_code == 0, r.stderr
+
+
+def test_apply_with_remap_p2v_runs_it_first(xml: Path, tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[patcher.copyVGPUProfiles]\n"1BB3:0000" = "1B38:0000"\n')
+    r = run_cli(
+        "profiles", "apply", str(toml), "--remap-p2v", "--xml", str(xml), "--json", "--dry-run"
+    )
+    changes = json.loads(r.stdout)["changes"]
+    assert changes[0].startswith("nvidia-11: GRID P40-1Q -> GRID V40-1Q")
+    assert changes[-1] == "pgpu 1BB3:0000: cloned from 1B38:0000 (32 profiles)"

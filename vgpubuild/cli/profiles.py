@@ -391,6 +391,9 @@ def apply_cmd(
         ),
     ],
     xml: XmlOption,
+    remap_p2v: Annotated[
+        bool, typer.Option("--remap-p2v", help="Run remap-p2v first (as patch.sh --remap-p2v).")
+    ] = False,
     output: OutputOption = None,
     in_place: InPlaceOption = False,
     dry_run: DryRunOption = False,
@@ -405,7 +408,7 @@ def apply_cmd(
     _check_destination(output, in_place, dry_run)
     overrides, clones = read_edit_tables(config_file)
     config = _load(xml)
-    changes = apply_edits(config, overrides=overrides, clones=clones)
+    changes = apply_edits(config, overrides=overrides, clones=clones, remap_p2v=remap_p2v)
     _finish(
         config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
     )
