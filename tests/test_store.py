@@ -134,3 +134,14 @@ def test_store_dir_follows_nix_store_dir(monkeypatch: pytest.MonkeyPatch, tmp_pa
     moved = path_for(f, "flat")[1]
     assert moved.startswith("/gnu/store/") and moved.endswith("-f")
     assert moved.rsplit("/", 1)[1] != default.rsplit("/", 1)[1]  # the dir is hashed in
+
+
+def test_content_name_drops_the_store_hash_only_inside_the_store() -> None:
+    from vgpubuild.store import content_name, store_dir
+
+    hashed = f"{store_dir()}/0123456789abcdfghijklmnpqrsvwxyz-fix.patch"
+    assert content_name(hashed) == "fix.patch"
+    assert content_name("/tmp/0123456789abcdfghijklmnpqrsvwxyz-fix.patch") == (
+        "0123456789abcdfghijklmnpqrsvwxyz-fix.patch"
+    )
+    assert content_name(f"{store_dir()}/short-name.patch") == "short-name.patch"

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from vgpubuild.errors import ConfigError, InputError, OfflineError, UsageError
-from vgpubuild.store import store_dir
 
 _PATH_ATTRS = ("gridZip", "patcher", "generalRun")
 _BOOL_ATTRS = ("repack", "patcherUnverified")
@@ -235,24 +234,6 @@ def _seed_general_run(inputs: BuilderInputs, config: Any, cache: Any) -> None:
     cache.add_file(inputs.general_run, expected, release.general_run_name)
 
 
-def _unhashed(patches: tuple[Path, ...], folder: Path) -> list[Path]:
-    """Symlinks to the patches named without their store hash (``<hash>-x.patch`` -> ``x.patch``).
-
-    The manifest records each patch's name; a store hash in it would make Nix see a
-    reference from the driver to the patch (and the name would change with the store path).
-    """
-    linked = []
-    for i, patch in enumerate(patches):
-        name = patch.name
-        if patch.parent == Path(store_dir()) and len(name) > 33 and name[32] == "-":
-            name = name[33:]
-        link = folder / str(i) / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(patch)
-        linked.append(link)
-    return linked
-
-
 def _install(artifact: Path, out: Path) -> None:
     """Put the artifact at ``$out`` (a rename when ``$TMPDIR`` and the store share a disk)."""
     try:
@@ -294,7 +275,7 @@ def run(env: Mapping[str, str]) -> None:
         fetch_options=FetchOptions(offline=True, progress=False),
         patcher_dir=inputs.patcher,
         patcher_unverified=inputs.patcher_unverified,
-        extra_patches=_unhashed(inputs.extra_patches, work / "patches"),
+        extra_patches=inputs.extra_patches,
         repack=inputs.repack,
     )
     _install(result.artifact, inputs.out)

@@ -62,6 +62,7 @@ from vgpubuild.fetch import FetchOptions
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash, hash_file
 from vgpubuild.sources import InputSpec
+from vgpubuild.store import content_name
 
 KEY_FORMAT = 1
 """Bumped when the key's material or the cache entry layout changes."""
@@ -253,7 +254,7 @@ def _plan(
             patcher_hash, verified = nar_hash(staged), False
 
     patches = _project_patches(release) + [
-        ("user", p.name, p, _patch_hash(p)) for p in (*config.patches, *extra_patches)
+        ("user", content_name(p), p, _patch_hash(p)) for p in (*config.patches, *extra_patches)
     ]
     plan = _Plan(
         release=release,

@@ -52,6 +52,19 @@ def check_name(name: str) -> str:
     return name
 
 
+def content_name(path: str | os.PathLike[str]) -> str:
+    """The name a file is known by, without the hash part of a store path.
+
+    ``/nix/store/<32 chars>-x.patch`` -> ``x.patch``. Recording the hashed name in an
+    artifact would make Nix see a reference to that store path (and vary with it).
+    """
+    name = os.path.basename(os.fspath(path))
+    inside_store = os.path.dirname(os.path.abspath(path)) == store_dir()
+    if inside_store and len(name) > 33 and name[32] == "-":
+        return name[33:]
+    return name
+
+
 def _compress(digest: bytes, size: int = 20) -> bytes:
     out = bytearray(size)
     for i, byte in enumerate(digest):
