@@ -248,7 +248,8 @@ def test_apply_unknown_key_exit_3_names_closest(xml: Path, tmp_path: Path) -> No
     assert r.exit_code == 3 and "Did you mean 'patcher'?" in r.stderr
     toml.write_text('[patcher.profileOverrides."333"]\nvramAlocation = 3584\n')
     r = run_cli("profiles", "apply", str(toml), "--xml", str(xml), "--dry-run")
-    assert r.exit_code == 3 and "Did you mean 'vramAllocation'?" in r.stderr
+    assert r.exit_code == 3
+    assert "Did you mean 'patcher.profileOverrides.333.vramAllocation'?" in r.stderr
 
 
 def test_unlockrs_export_then_import(xml: Path, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from lxml import etree
 
-from vgpubuild.errors import ConfigError, InputError, XmlConfigError
+from vgpubuild.errors import InputError, XmlConfigError
 
 ROOT_TAG = "vgpuconfig"
 CUDA_ELEMENT = "cudaEnabled"
@@ -667,62 +667,6 @@ def _pgpu_model(el: etree._Element) -> Pgpu:
         subsystem_id=attr("subsystemId"),
         supported=tuple(s for s in supported if s is not None),
     )
-
-
-_KNOWN_TOP_LEVEL = (
-    "release",
-    "guest",
-    "merged",
-    "zip",
-    "patches",
-    "releases",
-    "patcher",
-    "driverSource",
-    "griddUnlock",
-)
-"""Top-level keys of a build config (see ``vgpubuild.config``); only ``patcher`` is read here."""
-
-
-def read_edit_tables(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``patcher.profileOverrides`` and ``patcher.copyVGPUProfiles`` of a build config file.
-
-    TOML or JSON (``builtins.toJSON config.hardware.nvidia.vgpu`` loads as is). Other
-    known keys are ignored; an unknown top-level key is an error naming the closest one.
-    """
-    import difflib
-    import json
-    import tomllib
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"build config {str(path)!r} does not exist", hint="Check the path."
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read build config {str(path)!r}: {exc}") from None
-    try:
-        if Path(path).suffix == ".json" or text.lstrip().startswith("{"):
-            data = json.loads(text)
-        else:
-            data = tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(
-            f"{str(path)!r} is not valid TOML/JSON: {exc}", hint="Fix the syntax."
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{str(path)!r} must hold a table of options")
-    for key in data:
-        if key not in _KNOWN_TOP_LEVEL:
-            near = difflib.get_close_matches(key, _KNOWN_TOP_LEVEL, n=1)
-            raise ConfigError(
-                f"unknown option {key!r} in {str(path)!r}",
-                hint=f"Did you mean {near[0]!r}?" if near else "See docs/profiles.md.",
-            )
-    patcher = data.get("patcher") or {}
-    if not isinstance(patcher, dict):
-        raise ConfigError(f"'patcher' in {str(path)!r} must be a table")
-    return dict(patcher.get("profileOverrides") or {}), dict(patcher.get("copyVGPUProfiles") or {})
 
 
 def apply_edits(

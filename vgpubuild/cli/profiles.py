@@ -403,12 +403,18 @@ def apply_cmd(
 
     Example: vgpubuild profiles apply vgpubuild.toml --xml vgpuConfig.xml -o vgpuConfig.new.xml
     """
-    from vgpubuild.vgpuconfig import apply_edits, read_edit_tables
+    from vgpubuild.config import BuildConfig
+    from vgpubuild.vgpuconfig import apply_edits
 
     _check_destination(output, in_place, dry_run)
-    overrides, clones = read_edit_tables(config_file)
+    build = BuildConfig.load(Path(config_file))
     config = _load(xml)
-    changes = apply_edits(config, overrides=overrides, clones=clones, remap_p2v=remap_p2v)
+    changes = apply_edits(
+        config,
+        overrides=build.profileOverrides,
+        clones=build.copyVGPUProfiles,
+        remap_p2v=remap_p2v,
+    )
     _finish(
         config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
     )
@@ -472,11 +478,11 @@ def export_unlockrs_cmd(
     Example: vgpubuild profiles export-unlockrs vgpubuild.toml -o /etc/vgpu_unlock/profile_override.toml
     """
     from vgpubuild.atomic import atomic_file
+    from vgpubuild.config import BuildConfig
     from vgpubuild.overrides import parse_overrides
     from vgpubuild.unlockrs import export_unlockrs
-    from vgpubuild.vgpuconfig import read_edit_tables
 
-    overrides = parse_overrides(read_edit_tables(config_file)[0])
+    overrides = parse_overrides(BuildConfig.load(Path(config_file)).profileOverrides)
     if xml is not None:
         config = _load(xml)
         for pid in overrides:
