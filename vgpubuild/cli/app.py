@@ -81,13 +81,7 @@ def _register_all() -> None:
     import importlib
 
     for name in ("hash", "releases", "fetch", "profiles", "patch", "nix"):
-        try:
-            module = importlib.import_module(f"vgpubuild.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"vgpubuild.cli.{name}":
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(f"vgpubuild.cli.{name}").register(app)
 
 
 _register_all()
