@@ -80,7 +80,7 @@ def root(
 def _register_all() -> None:
     import importlib
 
-    for name in ("hash", "releases", "fetch", "profiles", "patch", "nix"):
+    for name in ("patch", "profiles", "releases", "fetch", "hash", "nix"):  # help order
         importlib.import_module(f"vgpubuild.cli.{name}").register(app)
 
 
