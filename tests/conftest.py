@@ -6,10 +6,16 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from httpserver import FaultServer
+
+from vgpubuild.cache import Cache
+from vgpubuild.catalog import Release, get_release
+from vgpubuild.demo import DemoInputs, make_demo_inputs
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -66,3 +72,33 @@ def nix_store() -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def no_user_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A HOME of the test's own, so the user's ~/.netrc never leaks into a fetch test."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NETRC", raising=False)
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    """A real HTTP server on 127.0.0.1 with injectable faults (tests/httpserver.py)."""
+    with FaultServer() as s:
+        yield s
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Cache:
+    return Cache(tmp_path / "cache")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoInputs:
+    """The generated demo release (GRID-shaped zip, .run files, stand-in patcher)."""
+    return make_demo_inputs(tmp_path_factory.mktemp("demo") / "inputs")
+
+
+@pytest.fixture(scope="module")
+def release(demo: DemoInputs) -> Release:
+    return get_release("17.99", extra=demo.release_mapping())

@@ -101,6 +101,9 @@ class _State:
     requests: list[Record] = field(default_factory=list)
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    active: int = 0
+    """Requests being handled: a client can finish reading before the handler records."""
+    idle: threading.Condition = field(default_factory=threading.Condition)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -132,6 +135,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(code, None)
 
     def do_GET(self) -> None:
+        state = self.server.state
+        with state.idle:
+            state.active += 1
+        try:
+            self._handle_get()
+        finally:
+            with state.idle:
+                state.active -= 1
+                state.idle.notify_all()
+
+    def _handle_get(self) -> None:
         self._arrived = time.monotonic()
         state = self.server.state
         with state.lock:
@@ -255,5 +269,8 @@ class FaultServer:
         return self.state.connections
 
     def requests(self, path: str | None = None) -> list[Record]:
+        """Every finished request (waits briefly for handlers still recording)."""
+        with self.state.idle:
+            self.state.idle.wait_for(lambda: self.state.active == 0, timeout=5)
         with self.state.lock:
             return [r for r in self.state.requests if path is None or r.path == path]

@@ -7,7 +7,6 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,21 +24,9 @@ SHA = Hash("sha256", hashlib.sha256(BODY).digest())
 FAST = FetchOptions(retry_wait=0.01, max_retry_wait=0.05, timeout=5.0, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _no_user_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("NETRC", raising=False)
+pytestmark = pytest.mark.usefixtures("no_user_netrc")
 
 
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as s:
-        yield s
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Cache:
-    return Cache(tmp_path / "cache")
 
 
 def cached_files(cache: Cache) -> list[Path]:

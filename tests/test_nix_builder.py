@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import require_tool, run_cli
 
-from vgpubuild.demo import DEMO_RELEASE, DemoInputs, make_demo_inputs
+from vgpubuild.demo import DEMO_RELEASE, DemoInputs
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash
 
@@ -33,11 +33,6 @@ EXTRA_PATCH = """--- /dev/null
 @@ -0,0 +1 @@
 +added by an extra patch given to the Nix builder
 """
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoInputs:
-    return make_demo_inputs(tmp_path_factory.mktemp("demo") / "inputs")
 
 
 @pytest.fixture(scope="module")

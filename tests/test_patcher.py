@@ -38,16 +38,6 @@ from vgpubuild.runfile import check_run
 FAST = FetchOptions(attempts=3, retry_wait=0.01, max_retry_wait=0.02, timeout=5, progress=False)
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoInputs:
-    return make_demo_inputs(tmp_path_factory.mktemp("demo"))
-
-
-@pytest.fixture(scope="module")
-def release(demo: DemoInputs) -> Release:
-    return get_release("17.99", extra=demo.release_mapping())
-
-
 def _runs(demo: DemoInputs) -> list[Path]:
     return [demo.host_run, demo.guest_run, demo.general_run]
 

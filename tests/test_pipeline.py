@@ -35,11 +35,6 @@ MERGED_TREE = "NVIDIA-Linux-x86_64-550.999.07-merged-vgpu-kvm-patched"
 # ------------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoInputs:
-    return make_demo_inputs(tmp_path_factory.mktemp("demo"))
-
-
 def write_config(demo: DemoInputs, path: Path, **patcher: Any) -> Path:
     """A build config (JSON) naming the demo release, its definition and its zip."""
     data: dict[str, Any] = {

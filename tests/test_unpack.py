@@ -10,22 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from vgpubuild.catalog import Release, get_release
-from vgpubuild.demo import DemoInputs, make_demo_inputs
+from vgpubuild.catalog import Release
+from vgpubuild.demo import DemoInputs
 from vgpubuild.errors import InputError, UsageError
 from vgpubuild.unpack import extract_members, extract_tarball, zip_members
 
 HOST = "Host_Drivers/NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm.run"
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoInputs:
-    return make_demo_inputs(tmp_path_factory.mktemp("demo"))
-
-
-@pytest.fixture(scope="module")
-def release(demo: DemoInputs) -> Release:
-    return get_release("17.99", extra=demo.release_mapping())
 
 
 def _zip(path: Path, members: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> Path:

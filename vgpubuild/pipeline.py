@@ -313,18 +313,23 @@ def _project_patches(release: Release) -> list[tuple[str, str, Path, Hash]]:
     return found
 
 
+def _release_facts(r: Release) -> dict[str, str]:
+    """The release as the cache key and the manifest both record it."""
+    return {
+        "version": r.version,
+        "host_version": r.host_version,
+        "guest_version": r.guest_version,
+        "general_version": r.general_version,
+    }
+
+
 def _key_material(plan: _Plan) -> dict[str, Any]:
     r = plan.release
     cfg = plan.config
     return {
         "format": KEY_FORMAT,
         "vgpubuild": __version__,
-        "release": {
-            "version": r.version,
-            "host_version": r.host_version,
-            "guest_version": r.guest_version,
-            "general_version": r.general_version,
-        },
+        "release": _release_facts(r),
         "inputs": [
             {"name": s.name, "sha256": s.sha256.sri} for s in (plan.driver, plan.general) if s
         ],
@@ -738,12 +743,7 @@ def _manifest(
         "build_key": plan.key,
         "format": KEY_FORMAT,
         "vgpubuild": __version__,
-        "release": {
-            "version": r.version,
-            "host_version": r.host_version,
-            "guest_version": r.guest_version,
-            "general_version": r.general_version,
-        },
+        "release": _release_facts(r),
         "target": plan.target,
         "options": {
             "doNotForceGPLLicense": cfg.options.doNotForceGPLLicense,
