@@ -254,7 +254,17 @@ def demo_config(inputs: Any) -> BuildConfig:
             "release": DEMO_RELEASE,
             "zip": str(inputs.zip_path),
             "releases": inputs.release_mapping(),
-            "patcher": {"copyVGPUProfiles": {"1E07:0000": "1E30:12BA"}},
+            "patcher": {
+                "copyVGPUProfiles": {"1E07:0000": "1E30:12BA"},
+                "profileOverrides": {
+                    "333": {
+                        "vramAllocation": 3584,
+                        "heads": 1,
+                        "display": {"width": 1920, "height": 1080},
+                        "framerateLimit": 144,
+                    }
+                },
+            },
         },
         source="the demo release",
     )
