@@ -13,3 +13,28 @@ def test_readme_exit_codes_match_the_hierarchy() -> None:
 
 def test_readme_shows_the_two_commands() -> None:
     assert "make demo" in README and "make test" in README
+
+
+def _leaf_keys(schema: dict[str, object], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in schema.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            keys += _leaf_keys(value, f"{path}.")
+        else:
+            keys.append(path)
+    return keys
+
+
+def test_readme_migration_guide_covers_every_module_option() -> None:
+    """Each option a vgpu4nixos config can hold appears in the README's migration table."""
+    from vgpubuild.config import _OVERRIDE_SCHEMA, _SCHEMA
+
+    guide = README[README.index("### Migrating from vgpu4nixos") :]
+    module_options = [
+        k for k in _leaf_keys(_SCHEMA)
+        if k.startswith(("patcher.", "driverSource.", "griddUnlock.enable"))
+    ]
+    module_options += [f"profileOverrides.\"ID\".{k}" for k in _leaf_keys(_OVERRIDE_SCHEMA)]
+    missing = [k for k in module_options if k.split(".")[-1] not in guide]
+    assert not missing, f"README migration guide misses {missing}"
