@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from vgpubuild.errors import InputError, OutputError
-from vgpubuild.nixhash import Hash, hash_chunks, read_fd, special_kind
+from vgpubuild.nixhash import READ_SIZE, Hash, check_algo, read_fd, readahead, special_kind
 
 NAR_MAGIC = b"nix-archive-1"
 
@@ -164,23 +165,34 @@ def nar_items(path: str | os.PathLike[str]) -> Iterator[bytes | Contents]:
             break
 
 
+READAHEAD_MIN = 2 * READ_SIZE
+"""Files at least this big are read ahead in a thread while hashed; smaller ones inline,
+where the thread hand-off per chunk costs more than the overlap saves (3,000 files of
+~350 KiB: 1.08 s with read-ahead for everything, 0.93 s inline; Nix 0.94 s)."""
+
+
 def nar_chunks(path: str | os.PathLike[str]) -> Iterator[bytes]:
     """Yield the NAR of ``path`` in pieces of at most READ_SIZE file bytes."""
     for item in nar_items(path):
         if isinstance(item, Contents):
-            yield from item.chunks()
+            yield from readahead(item.chunks()) if item.size >= READAHEAD_MIN else item.chunks()
         else:
             yield item
 
 
+def nar_hash_and_size(path: str | os.PathLike[str], algo: str = "sha256") -> tuple[Hash, int]:
+    """NAR hash and byte size in one pass (a narinfo needs both)."""
+    h = hashlib.new(check_algo(algo))
+    size = 0
+    for chunk in nar_chunks(path):
+        h.update(chunk)
+        size += len(chunk)
+    return Hash(algo, h.digest()), size
+
+
 def nar_hash(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
     """The recursive hash Nix gives ``path`` (``nix-hash --type sha256 PATH``)."""
-    return hash_chunks(nar_chunks(path), algo)[0]
-
-
-def nar_hash_and_size(path: str | os.PathLike[str]) -> tuple[Hash, int]:
-    """NAR sha256 and byte size in one pass (a narinfo needs both)."""
-    return hash_chunks(nar_chunks(path))
+    return nar_hash_and_size(path, algo)[0]
 
 
 def _write_all(fd: int, data: bytes) -> None:
