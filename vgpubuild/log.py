@@ -10,7 +10,6 @@ never logging them on purpose.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,11 +20,14 @@ if TYPE_CHECKING:
 
 LogFormat = Literal["auto", "console", "json"]
 
-_state: dict[str, Any] = {"format": "auto", "level": logging.INFO, "applied": False}
+# The stdlib's level numbers (structlog filters on them), without importing logging at start-up.
+DEBUG, INFO, WARNING = 10, 20, 30
+
+_state: dict[str, Any] = {"format": "auto", "level": INFO, "applied": False}
 _secrets: set[str] = set()
 
 
-def configure(fmt: LogFormat = "auto", level: int = logging.INFO) -> None:
+def configure(fmt: LogFormat = "auto", level: int = INFO) -> None:
     """Choose the format and level; applied lazily when the first logger is made."""
     _state.update(format=fmt, level=level, applied=False)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import traceback
@@ -73,7 +72,7 @@ def root(
     if log_format not in ("auto", "console", "json"):
         raise UsageError(f"unknown log format {log_format!r}", hint="Use auto, console or json.")
     _debug["on"] = debug
-    level = logging.DEBUG if (verbose or debug) else logging.WARNING if quiet else logging.INFO
+    level = log.DEBUG if (verbose or debug) else log.WARNING if quiet else log.INFO
     log.configure(log_format, level)  # type: ignore[arg-type]
 
 

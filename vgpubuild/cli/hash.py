@@ -26,11 +26,9 @@ PathArg = Annotated[str, typer.Argument(help="File or directory to hash.", metav
 
 def _debug(event: str, **values: object) -> None:
     """A debug log event (-v); structlog is imported only when it will be shown."""
-    import logging
-
     from vgpubuild import log
 
-    if log.is_enabled_for(logging.DEBUG):
+    if log.is_enabled_for(log.DEBUG):
         log.get_logger().debug(event, **values)
 
 
