@@ -62,6 +62,10 @@ def special_file(kind: str, path: Path) -> Iterator[Path]:
         yield path
 
 
+WORD = {"fifo": "fifo", "socket": "socket", "device": "device node"}
+"""How the error names each kind of special file."""
+
+
 @pytest.mark.parametrize("kind", ["fifo", "socket", "device"])
 @pytest.mark.parametrize("command", TREE_COMMANDS, ids=" ".join)
 def test_special_file_inside_a_tree(kind: str, command: tuple[str, ...], tmp_path: Path) -> None:
@@ -70,14 +74,14 @@ def test_special_file_inside_a_tree(kind: str, command: tuple[str, ...], tmp_pat
     write_file(tree / "a-file", 10)
     with special_file(kind, tree / "sub" / "odd"):
         r = run_cli(*command, str(tree))
-    assert_one_line_error(r, 4, f"is a {kind}", "sub/odd", "NAR cannot contain")
+    assert_one_line_error(r, 4, f"is a {WORD[kind]}", "sub/odd", "NAR cannot contain")
 
 
 @pytest.mark.parametrize("kind", ["socket", "device"])
 def test_hash_file_refuses_sockets_and_devices(kind: str, tmp_path: Path) -> None:
     with special_file(kind, tmp_path / "odd"):
         r = run_cli("hash", "file", str(tmp_path / "odd"))
-    assert_one_line_error(r, 4, f"is a {kind}, not a regular file")
+    assert_one_line_error(r, 4, f"is a {WORD[kind]}, not a regular file")
 
 
 def test_hash_file_reads_a_pipe_to_its_end() -> None:

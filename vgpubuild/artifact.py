@@ -22,7 +22,7 @@ from typing import Any
 from vgpubuild.atomic import atomic_file
 from vgpubuild.errors import InputError
 from vgpubuild.nar import nar_hash_and_size
-from vgpubuild.nixhash import Hash, hash_file
+from vgpubuild.nixhash import Hash, hash_file, special_kind
 from vgpubuild.store import check_name, fixed_output_path
 
 MANIFEST_NAME = "vgpubuild-manifest.json"
@@ -57,16 +57,6 @@ class RepackedRun:
     @property
     def add_command(self) -> str:
         return f"nix-store --add-fixed sha256 {shlex.quote(str(self.path))}"
-
-
-def _special_kind(mode: int) -> str | None:
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device node"
-    return None
 
 
 def normalise_tree(root: Path, *, build_dirs: Sequence[Path] = ()) -> None:
@@ -104,7 +94,7 @@ def _normalise(folder: bytes, forbidden: list[bytes]) -> None:
             os.chmod(path, 0o755 if st.st_mode & stat.S_IXUSR else 0o644)
         else:
             raise InputError(
-                f"{os.fsdecode(path)!r} is a {_special_kind(st.st_mode) or 'special file'}, "
+                f"{os.fsdecode(path)!r} is a {special_kind(st.st_mode)}, "
                 "which an artifact cannot contain",
                 hint="Remove it from the tree (a patch or patch.sh created it).",
             )

@@ -307,5 +307,5 @@ def special_kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
+        return "device node"
     return "special file"
