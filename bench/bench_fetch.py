@@ -18,8 +18,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import timed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,23 +55,6 @@ main()
 """
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB (GNU time), stderr of one run."""
-    start = time.perf_counter()
-    proc = subprocess.run(
-        ["/usr/bin/time", "-f", "MAXRSS %M", *cmd],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed: {proc.stderr[-2000:]}")
-    rss = int(proc.stderr.rsplit("MAXRSS ", 1)[1].split()[0])
-    return elapsed, rss, proc.stderr
-
-
 def main() -> int:
     size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp:
@@ -96,7 +80,7 @@ def main() -> int:
                 for who in order:
                     os.sync()
                     if who == "sum":  # what fetchurl + hashing amounts to: download, then hash
-                        t, _, _ = timed(
+                        t, *_ = timed(
                             ["sh", "-c", f"curl -s -f -o {out}.s {url} && sha256sum {out}.s"],
                             dict(os.environ),
                         )
@@ -104,11 +88,11 @@ def main() -> int:
                         os.unlink(f"{out}.s")
                         continue
                     if who == "curl":
-                        t, _, _ = timed(["curl", "-s", "-f", "-o", str(out), url], dict(os.environ))
+                        t, *_ = timed(["curl", "-s", "-f", "-o", str(out), url], dict(os.environ))
                         curls.append(t)
                         continue
                     cmd = [sys.executable, "-c", WRAPPER, "-q", "prefetch", url]
-                    t, kib, err = timed(cmd, env)
+                    t, kib, _, err = timed(cmd, env)
                     ours.append(t)
                     rss = max(rss, kib)
                     rereads += [line for line in err.splitlines() if line.startswith("REREAD")]

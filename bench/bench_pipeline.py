@@ -25,31 +25,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from timing import timed
+
 RUNS = 5
-
-
-def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB (GNU time) and stdout of one run."""
-    start = time.perf_counter()
-    proc = subprocess.run(
-        ["/usr/bin/time", "-f", "MAXRSS %M", *cmd],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} failed: {proc.stderr[-2000:]}")
-    rss = int(proc.stderr.rsplit("MAXRSS ", 1)[1].split()[0])
-    return elapsed, rss, proc.stdout
 
 
 def report(label: str, times: list[float], rss: int) -> float:
@@ -80,14 +62,14 @@ def main(big_mib: int) -> None:
         cmd = [sys.executable, "-m", "vgpubuild", "-q", "patch", "--config", str(config),
                "--patcher", str(demo.patcher_dir), "--out", str(out), "--json"]  # fmt: skip
 
-        first, first_rss, stdout = timed(cmd, env)
+        first, first_rss, stdout, _ = timed(cmd, env)
         result = json.loads(stdout)
         assert result["cached"] is False
         report("vgpubuild patch, first build (cold)", [first], first_rss)
 
         seconds, rss = [], 0
         for _ in range(RUNS):
-            t, r, stdout = timed(cmd, env)
+            t, r, stdout, _ = timed(cmd, env)
             assert json.loads(stdout)["cached"] is True
             seconds.append(t)
             rss = max(rss, r)
@@ -99,7 +81,7 @@ def main(big_mib: int) -> None:
             stage = tmp / f"by-hand-{i}"
             shutil.copytree(demo.patcher_dir, stage, symlinks=True)
             shutil.copyfile(demo.host_run, stage / demo.host_run.name)
-            t, r, _ = timed(["bash", "patch.sh", "vgpu-kvm"], env, cwd=stage)
+            t, r, _, _ = timed(["bash", "patch.sh", "vgpu-kvm"], env, cwd=stage)
             ref_times.append(t)
             ref_rss = max(ref_rss, r)
             shutil.rmtree(stage)
@@ -115,7 +97,7 @@ def main(big_mib: int) -> None:
             timed(add, env)
             nix_times, nix_rss = [], 0
             for _ in range(RUNS):
-                t, r, added = timed(add, env)
+                t, r, added, _ = timed(add, env)
                 assert added.strip() == result["store_path"]
                 nix_times.append(t)
                 nix_rss = max(nix_rss, r)
@@ -133,14 +115,14 @@ def main(big_mib: int) -> None:
         copy_times, copy_rss = [], 0
         for _ in range(3):
             shutil.rmtree(out)
-            t, r, _ = timed(cmd, env)
+            t, r, _, _ = timed(cmd, env)
             copy_times.append(t)
             copy_rss = max(copy_rss, r)
         copied = report(f"  same, {big_mib} MiB artifact, fresh --out (copied from cache)",
                         copy_times, copy_rss)  # fmt: skip
         same_times, same_rss = [], 0
         for _ in range(RUNS):
-            t, r, _ = timed(cmd, env)
+            t, r, _, _ = timed(cmd, env)
             same_times.append(t)
             same_rss = max(same_rss, r)
         in_place = report(f"  same, {big_mib} MiB artifact, same --out (still in place)",
