@@ -76,18 +76,27 @@ def _gen_key(tmp: Path, name: str) -> tuple[Path, str]:
 @pytest.fixture(scope="module")
 def built_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An input-addressed store path (a derivation output) that mentions itself."""
+    return _nix_build_sh(
+        tmp_path_factory.mktemp("drv"),
+        "vgpubuild-cache-test-output",
+        "read -r line < $src; mkdir $out; echo $line > $out/data; echo $out > $out/self",
+        ("data", "input-addressed output"),
+    )
+
+
+def _nix_build_sh(work: Path, name: str, script: str, src: tuple[str, str]) -> str:
+    """Build a one-line /bin/sh derivation with real nix-build; return its output path."""
     nix_build = require_tool("nix-build")
-    work = tmp_path_factory.mktemp("drv")
-    expr = work / "out.nix"
+    expr = work / f"{name}.nix"
     expr.write_text(
-        """derivation {
-  name = "vgpubuild-cache-test-output";
+        f"""derivation {{
+  name = "{name}";
   system = builtins.currentSystem;
   builder = "/bin/sh";
   PATH = "/usr/bin:/bin";
-  args = [ "-c" "read -r line < $src; mkdir $out; echo $line > $out/data; echo $out > $out/self" ];
-  src = builtins.toFile "data" "input-addressed output";
-}
+  args = [ "-c" "{script}" ];
+  src = builtins.toFile "{src[0]}" "{src[1]}";
+}}
 """
     )
     proc = subprocess.run(
@@ -307,27 +316,11 @@ def test_artifact_mentioning_other_store_paths_is_refused(tmp_path: Path) -> Non
 
 def test_store_path_mentioning_another_by_hash_only_is_refused(tmp_path: Path) -> None:
     """Nix counts a bare hash part as a reference; so does the export of a store path."""
-    nix_build = require_tool("nix-build")
     nix_store = require_tool("nix-store")
-    expr = tmp_path / "ref.nix"
-    expr.write_text(
-        """derivation {
-  name = "vgpubuild-cache-test-bare-ref";
-  system = builtins.currentSystem;
-  builder = "/bin/sh";
-  PATH = "/usr/bin:/bin";
-  args = [ "-c" "mkdir $out; basename $src > $out/name" ];
-  src = builtins.toFile "referenced" "x";
-}
-"""
-    )
-    out = subprocess.run(
-        [nix_build, str(expr), "--no-out-link", "--option", "substituters", ""],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    ).stdout.strip()
+    out = _nix_build_sh(
+        tmp_path, "vgpubuild-cache-test-bare-ref", "mkdir $out; basename $src > $out/name",
+        ("referenced", "x"),
+    )  # fmt: skip
     (ref,) = subprocess.run(
         [nix_store, "-q", "--references", out], capture_output=True, text=True, check=True
     ).stdout.split()
