@@ -67,7 +67,7 @@ def main() -> int:
             [sys.executable, "-c", SERVER, str(ROOT / "tests"), str(data)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            text=True,
+            text=True, errors="backslashreplace",
         )
         try:
             assert server.stdout is not None

@@ -23,7 +23,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> Timed
         env=env,
         cwd=cwd,
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         check=False,
     )
     elapsed = time.perf_counter() - start

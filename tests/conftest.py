@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import nixenv
 import pytest
 from httpserver import FaultServer
 
@@ -18,6 +19,25 @@ from vgpubuild.catalog import Release, get_release
 from vgpubuild.demo import DemoInputs, make_demo_inputs
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_NIX_CONF: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every Nix command of the session reads the suite's own configuration (tests/nixenv.py)."""
+    _NIX_CONF.append(nixenv.install())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for conf_dir in _NIX_CONF:
+        nixenv.uninstall(conf_dir)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say, in one line, whether the Nix builds ran in the sandbox (CI reads this line)."""
+    if shutil.which("nix-build"):
+        terminalreporter.write_line(nixenv.sandbox_state().note)
+    else:
+        terminalreporter.write_line("nix sandbox: not checked (nix-build is not installed)")
 
 
 def require_tool(name: str) -> str:
@@ -53,8 +73,8 @@ def run_cli(*args: str, input: bytes | None = None, env: dict[str, str] | None =
     )
     return Result(
         proc.returncode,
-        proc.stdout.decode(errors="replace"),
-        proc.stderr.decode(errors="replace"),
+        proc.stdout.decode(errors="backslashreplace"),
+        proc.stderr.decode(errors="backslashreplace"),
         proc.stdout,
     )
 
@@ -67,6 +87,13 @@ def cli() -> type[Result]:
 @pytest.fixture(scope="session")
 def nix_store() -> str:
     return require_tool("nix-store")
+
+
+@pytest.fixture(scope="session")
+def nix_sandbox() -> nixenv.SandboxState:
+    """Nix builds in the sandbox if this machine allows one (else unsandboxed, reported)."""
+    require_tool("nix-build")
+    return nixenv.sandbox_state()
 
 
 @pytest.fixture(scope="session")

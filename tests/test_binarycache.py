@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool, run_cli
+from nixenv import SandboxState, build_python
 
 from vgpubuild.binarycache import export
 from vgpubuild.errors import InputError, OutputError, UsageError
 from vgpubuild.nar import nar_hash
-
-NIX_CMD = "nix-command"
 
 
 def _tree(root: Path) -> Path:
@@ -36,9 +35,9 @@ def _narinfo(path: Path) -> dict[str, str]:
 def _nix(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     nix = require_tool("nix")
     return subprocess.run(
-        [nix, "--extra-experimental-features", NIX_CMD, "--option", "substituters", "", *args],
+        [nix, *args],
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         check=check,
         timeout=300,
     )
@@ -74,39 +73,24 @@ def _gen_key(tmp: Path, name: str) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def built_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+def built_path(tmp_path_factory: pytest.TempPathFactory, nix_sandbox: SandboxState) -> str:
     """An input-addressed store path (a derivation output) that mentions itself."""
-    return _nix_build_sh(
+    return _build_output(
         tmp_path_factory.mktemp("drv"),
         "vgpubuild-cache-test-output",
-        "read -r line < $src; mkdir $out; echo $line > $out/data; echo $out > $out/self",
+        "line = open(env['src']).readline().strip()\n"
+        "os.mkdir(out)\n"
+        "open(f'{out}/data', 'w').write(line + '\\n')\n"
+        "open(f'{out}/self', 'w').write(out + '\\n')\n",
         ("data", "input-addressed output"),
     )
 
 
-def _nix_build_sh(work: Path, name: str, script: str, src: tuple[str, str]) -> str:
-    """Build a one-line /bin/sh derivation with real nix-build; return its output path."""
-    nix_build = require_tool("nix-build")
-    expr = work / f"{name}.nix"
-    expr.write_text(
-        f"""derivation {{
-  name = "{name}";
-  system = builtins.currentSystem;
-  builder = "/bin/sh";
-  PATH = "/usr/bin:/bin";
-  args = [ "-c" "{script}" ];
-  src = builtins.toFile "{src[0]}" "{src[1]}";
-}}
-"""
-    )
-    proc = subprocess.run(
-        [nix_build, str(expr), "--no-out-link", "--option", "substituters", ""],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return proc.stdout.strip()
+def _build_output(work: Path, name: str, code: str, src: tuple[str, str]) -> str:
+    """Build a derivation whose Python builder runs CODE (``env``, ``out`` given); its path."""
+    attrs = {"src": f'builtins.toFile "{src[0]}" "{src[1]}"'}
+    prelude = "import os\nenv = os.environ\nout = env['out']\n"
+    return build_python(work, name, prelude + code, attrs).out_path
 
 
 # -- content-addressed artifacts (folders and files outside the store) ----------------------
@@ -130,7 +114,7 @@ def test_folder_export_is_realised_by_nix_copy_with_identical_contents(tmp_path:
             str(art),
         ],
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         check=True,
     ).stdout.strip()
     assert result.store_path == added
@@ -168,7 +152,7 @@ def test_file_export_gets_the_flat_store_path(tmp_path: Path) -> None:
     added = subprocess.run(
         [nix_store, "--store", str(tmp_path / "ref"), "--add-fixed", "sha256", str(run)],
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         check=True,
     ).stdout.strip()
     assert result.store_path == added
@@ -314,15 +298,19 @@ def test_artifact_mentioning_other_store_paths_is_refused(tmp_path: Path) -> Non
     assert not (tmp_path / "cache").exists()
 
 
-def test_store_path_mentioning_another_by_hash_only_is_refused(tmp_path: Path) -> None:
+def test_store_path_mentioning_another_by_hash_only_is_refused(
+    tmp_path: Path, nix_sandbox: SandboxState
+) -> None:
     """Nix counts a bare hash part as a reference; so does the export of a store path."""
     nix_store = require_tool("nix-store")
-    out = _nix_build_sh(
-        tmp_path, "vgpubuild-cache-test-bare-ref", "mkdir $out; basename $src > $out/name",
+    out = _build_output(
+        tmp_path,
+        "vgpubuild-cache-test-bare-ref",
+        "os.mkdir(out)\nopen(f'{out}/name', 'w').write(os.path.basename(env['src']) + '\\n')\n",
         ("referenced", "x"),
-    )  # fmt: skip
+    )
     (ref,) = subprocess.run(
-        [nix_store, "-q", "--references", out], capture_output=True, text=True, check=True
+        [nix_store, "-q", "--references", out], capture_output=True, text=True, errors="backslashreplace", check=True
     ).stdout.split()
     with pytest.raises(InputError, match="mentions other store paths") as info:
         export(Path(out), tmp_path / "cache", name=None, secret_key_file=None)
@@ -409,7 +397,7 @@ def test_large_artifact_is_streamed(tmp_path: Path) -> None:
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", probe, *cmd], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe, *cmd], capture_output=True, text=True, errors="backslashreplace", check=True
     )
     peak_kib = int(proc.stdout.strip().splitlines()[-1])
     assert peak_kib < 150 * 1024, peak_kib

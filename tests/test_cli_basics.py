@@ -103,7 +103,7 @@ def run_unprivileged(*args: str) -> Result:
         cmd = [require_tool("setpriv"), "--bounding-set", "-dac_override,-dac_read_search", *cmd]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     return Result(
-        proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(), proc.stdout
+        proc.returncode, proc.stdout.decode(errors="backslashreplace"), proc.stderr.decode(errors="backslashreplace"), proc.stdout
     )
 
 
@@ -184,7 +184,7 @@ def test_nar_dump_refuses_a_terminal(tmp_path: Path) -> None:
     finally:
         os.close(terminal)
         os.close(controller)
-    r = Result(proc.returncode, "", proc.stderr.decode(), b"")
+    r = Result(proc.returncode, "", proc.stderr.decode(errors="backslashreplace"), b"")
     assert_one_line_error(r, 2, "terminal", "--output")
 
 
@@ -196,7 +196,7 @@ def test_nar_dump_into_a_pipe_closed_early(tmp_path: Path) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         assert len(proc.stdout.read(100)) == 100
         proc.stdout.close()
-        stderr = proc.stderr.read().decode()
+        stderr = proc.stderr.read().decode(errors="backslashreplace")
     assert_one_line_error(Result(proc.wait(), "", stderr, b""), 11, "closed the pipe")
 
 

@@ -101,7 +101,7 @@ def test_nix_tojson_dump_of_the_module_loads(tmp_path: Path) -> None:
         capture_output=True,
         check=True,
     ).stdout
-    cfg = BuildConfig.load(_write(tmp_path, "vgpu.json", out.decode()))
+    cfg = BuildConfig.load(_write(tmp_path, "vgpu.json", out.decode(errors="backslashreplace")))
     assert cfg.options.extra == ("--test-dmabuf-export",)
     # Nulls are "not set": profile 334 sets nothing, 333 only what is given.
     assert cfg.profileOverrides == {

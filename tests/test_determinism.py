@@ -52,7 +52,7 @@ def _build(root: Path, umask: int, *extra: str) -> dict[str, Any]:
         preexec_fn=lambda: os.umask(umask),  # the child has no threads yet
         check=False,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.returncode == 0, proc.stderr.decode(errors="backslashreplace")
     data: dict[str, Any] = json.loads(proc.stdout)
     assert data["cached"] is False
     return data
@@ -79,7 +79,7 @@ def test_same_nar_hash_store_path_and_bytes(
     ma = (Path(a["artifact"]) / MANIFEST_NAME).read_bytes()
     assert ma == (Path(b["artifact"]) / MANIFEST_NAME).read_bytes()
     # No timestamps or build paths leak into the manifest.
-    text = ma.decode()
+    text = ma.decode(errors="backslashreplace")
     assert str(Path(a["artifact"]).parent.parent) not in text and "time" not in text
     assert json.loads(text) == json.loads(manifest_bytes(json.loads(text)))
 
@@ -105,17 +105,17 @@ def test_nix_store_add_gives_the_predicted_path(
     store = str(tmp_path / "store")  # a chroot store: the real /nix/store stays untouched
     added = subprocess.run(
         [nix_store, "--store", store, "--add-fixed", "--recursive", "sha256", a["artifact"]],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, errors="backslashreplace", check=True,
     ).stdout.strip()  # fmt: skip
     assert added == a["store_path"]
     run = subprocess.run(
         [nix_store, "--store", store, "--add-fixed", "sha256", a["repacked"]["path"]],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, errors="backslashreplace", check=True,
     ).stdout.strip()  # fmt: skip
     assert run == a["repacked"]["store_path"]
     nix_hash = subprocess.run(
         [require_tool("nix-hash"), "--type", "sha256", "--base32", a["artifact"]],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, errors="backslashreplace", check=True,
     ).stdout.strip()  # fmt: skip
     assert nix_hash == Hash.parse(a["nar_hash"]).format("nix32")
 

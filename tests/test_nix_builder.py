@@ -1,10 +1,10 @@
 """``vgpubuild nix-builder`` run by real Nix (nix-build) on the generated demo release.
 
-The builder is this checkout's interpreter, started through ``/bin/sh -c 'exec "$0" ...'``:
-Nix passes the builder's base name as argv[0], from which a venv interpreter cannot find its
-own venv; a shell ``exec`` of the absolute path gives it the full path. Debian's Nix runs
-without a sandbox, and as root without build users (``build-users-group ''``) because the
-interpreter lives under /root, which the nixbld users cannot read.
+The builds run with the suite's own Nix configuration (tests/nixenv.py): inside Nix's
+build sandbox wherever the kernel allows one, as it does on a new machine with Debian's
+``nix-bin``, where the builder sees no ``/bin/sh`` and only the ``lo`` interface. The
+derivations name the installed ``vgpubuild`` program as their builder (its shebang names
+this checkout's interpreter by absolute path); ``PATH`` holds the tools ``patch.sh`` runs.
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ from typing import Any
 
 import pytest
 from conftest import require_tool, run_cli
+from httpserver import FaultServer
+from nixenv import Built, SandboxState, nix_build, probe, sandbox_paths, vgpubuild_program
 
 from vgpubuild.demo import DEMO_RELEASE, DemoInputs
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash
 
-NIX_OPTIONS = ["--option", "build-users-group", "", "--option", "substituters", ""]
 BUILD_TIMEOUT = 300
 """A hang shows up as TimeoutExpired, far above a normal build's few seconds."""
+TOOLS_PATH = "/usr/bin"
+"""Where this machine keeps bash, coreutils, patch, ... (visible in the sandbox)."""
 
 EXTRA_PATCH = """--- /dev/null
 +++ b/EXTRA-NOTE.txt
@@ -51,10 +54,7 @@ def files(demo: DemoInputs) -> dict[str, Path]:
 
 
 def _builder() -> str:
-    return (
-        'builder = "/bin/sh";\n'
-        f'  args = [ "-c" "exec \\"$0\\" -m vgpubuild nix-builder" "{sys.executable}" ];'
-    )
+    return f'builder = "{vgpubuild_program()}";\n  args = [ "nix-builder" ];'
 
 
 def _expr(demo: DemoInputs, files: dict[str, Path], *, structured: bool, extra: str = "") -> str:
@@ -70,22 +70,17 @@ def _expr(demo: DemoInputs, files: dict[str, Path], *, structured: bool, extra: 
   name = "vgpubuild-demo-driver-{"structured" if structured else "env"}";
   system = builtins.currentSystem;
   {_builder()}
-  PATH = "/usr/bin:/bin";
+  PATH = "{TOOLS_PATH}";
   __structuredAttrs = {"true" if structured else "false"};
   {attrs}
 }}
 """
 
 
-def _nix_build(expr: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    nix_build = require_tool("nix-build")
-    return subprocess.run(
-        [nix_build, str(expr), "--no-out-link", *NIX_OPTIONS, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=BUILD_TIMEOUT,
-    )
+@pytest.fixture(autouse=True)
+def _owned_nix(nix_sandbox: SandboxState) -> SandboxState:
+    """Every test here runs Nix with the suite's configuration, sandboxed where possible."""
+    return nix_sandbox
 
 
 def _logged_hash(log: str) -> Hash:
@@ -94,10 +89,10 @@ def _logged_hash(log: str) -> Hash:
     return Hash.parse(found[0])
 
 
-def _build(tmp_path: Path, expr_text: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def _build(tmp_path: Path, expr_text: str) -> tuple[Path, Built]:
     expr = tmp_path / "driver.nix"
     expr.write_text(expr_text)
-    proc = _nix_build(expr)
+    proc = nix_build(expr)
     assert proc.returncode == 0, proc.stderr
     return expr, proc
 
@@ -118,21 +113,21 @@ def test_derivation_builds_reproducibly_with_the_reported_nar_hash(
 
     # Nix's NAR hash of $out is the one the builder reported, and vgpubuild's own.
     nix_hash = subprocess.run(
-        [nix_store, "-q", "--hash", str(out)], capture_output=True, text=True, check=True
+        [nix_store, "-q", "--hash", str(out)], capture_output=True, text=True, errors="backslashreplace", check=True
     ).stdout.strip()
     assert Hash.parse(nix_hash) == _logged_hash(proc.stderr + proc.stdout)
     cli = run_cli("hash", "path", str(out), "--to", "nix32")
     assert f"sha256:{cli.stdout.strip()}" == nix_hash
     # No references: the tree does not point back at its inputs in the store.
     refs = subprocess.run(
-        [nix_store, "-q", "--references", str(out)], capture_output=True, text=True, check=True
+        [nix_store, "-q", "--references", str(out)], capture_output=True, text=True, errors="backslashreplace", check=True
     ).stdout.split()
     assert refs == []
     # Plain logs: no ANSI colour codes anywhere.
     assert "\x1b[" not in proc.stderr
 
     # nix-build --check builds again and compares bit for bit.
-    check = _nix_build(expr, "--check")
+    check = nix_build(expr, "--check")
     assert check.returncode == 0, check.stderr
 
 
@@ -161,17 +156,17 @@ def test_repack_fills_the_run_output(
     )
     expr, proc = _build(tmp_path, _expr(demo, files, structured=True, extra=attrs))
     out = proc.stdout.strip().splitlines()[-1]
-    run_proc = _nix_build(expr, "-A", "run")  # already built: just names the output
+    run_proc = nix_build(expr, "-A", "run")  # already built: just names the output
     run = run_proc.stdout.strip().splitlines()[-1]
     assert (Path(out) / "vgpubuild-manifest.json").is_file()
     assert Path(run).is_file() and os.access(run, os.X_OK)
     assert Path(run).read_bytes().startswith(b"#!")
     # The .run's flat hash is what Nix records for the output's contents.
     nix_hash = subprocess.run(
-        [nix_store, "-q", "--hash", run], capture_output=True, text=True, check=True
+        [nix_store, "-q", "--hash", run], capture_output=True, text=True, errors="backslashreplace", check=True
     ).stdout.strip()
     assert Hash.parse(nix_hash) == nar_hash(run)
-    check = _nix_build(expr, "--check")
+    check = nix_build(expr, "--check")
     assert check.returncode == 0, check.stderr
 
 
@@ -192,7 +187,7 @@ def test_missing_input_fails_with_a_clear_error(
     )
     expr = tmp_path / "missing.nix"
     expr.write_text(_expr(demo, files, structured=True, extra=attrs))
-    proc = _nix_build(expr)
+    proc = nix_build(expr)
     assert proc.returncode != 0
     assert "error: derivation attribute gridZip names" in proc.stderr
     assert "NVIDIA-GRID-missing.zip" in proc.stderr and "does not exist" in proc.stderr
@@ -211,7 +206,7 @@ def test_input_that_needs_the_network_fails_fast_with_offline_error(
     )
     expr = tmp_path / "offline.nix"
     expr.write_text(_expr(demo, files, structured=False, extra=attrs))
-    proc = _nix_build(expr)  # BUILD_TIMEOUT turns a hang into a failure
+    proc = nix_build(expr)  # BUILD_TIMEOUT turns a hang into a failure
     assert proc.returncode != 0
     assert "failed with exit code 5" in proc.stderr
     assert re.search(r"error: .*offline", proc.stderr, re.I), proc.stderr
@@ -222,18 +217,15 @@ def test_mkpatcheddriver_from_default_nix_builds(
     tmp_path: Path, repo_root: Path, demo: DemoInputs, files: dict[str, Path]
 ) -> None:
     """default.nix's function, with nixpkgs' fetchers replaced by hash-checked builtins.path."""
-    exe = tmp_path / "vgpubuild-pkg" / "bin" / "vgpubuild"
-    exe.parent.mkdir(parents=True)
-    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m vgpubuild "$@"\n')
-    exe.chmod(0o755)
+    package = Path(vgpubuild_program()).parent.parent
     # requireFile and fetchFromGitHub check the hash they are given, as builtins.path does.
     stub = f"""{{
-  lib = {{ getExe = p: "${{p.outPath}}/bin/${{p.meta.mainProgram}}"; makeBinPath = _: "/usr/bin:/bin"; }};
+  lib = {{ getExe = p: "${{p.outPath}}/bin/${{p.meta.mainProgram}}"; makeBinPath = _: "{TOOLS_PATH}"; }};
   stdenv.buildPlatform.system = builtins.currentSystem;
   requireFile = {{ name, hash, ... }}: builtins.path {{ path = {demo.zip_path}; inherit name; recursive = false; sha256 = hash; }};
   fetchFromGitHub = {{ hash, fetchSubmodules, ... }}: assert fetchSubmodules;
     builtins.path {{ path = {demo.patcher_dir}; name = "source"; sha256 = hash; }};
-  vgpubuild = {{ outPath = "{exe.parent.parent}"; meta.mainProgram = "vgpubuild"; }};
+  vgpubuild = {{ outPath = "{package}"; meta.mainProgram = "vgpubuild"; }};
 }}"""
     (tmp_path / "stub.nix").write_text(stub)
     expr = tmp_path / "driver.nix"
@@ -244,13 +236,30 @@ def test_mkpatcheddriver_from_default_nix_builds(
         '  config = { patcher.enable = true; patcher.copyVGPUProfiles."1E07:0000" = "1E30:12BA"; };\n'
         "}\n"
     )
-    proc = _nix_build(expr)
+    proc = nix_build(expr)
     assert proc.returncode == 0, proc.stderr
     out = Path(proc.stdout.strip().splitlines()[-1])
     manifest: dict[str, Any] = json.loads((out / "vgpubuild-manifest.json").read_text())
     assert manifest["release"]["version"] == DEMO_RELEASE
     assert "1E07:0000" in json.dumps(manifest)
     assert nar_hash(out) == _logged_hash(proc.stderr + proc.stdout)
+
+
+def test_builds_run_inside_the_sandbox(nix_sandbox: SandboxState) -> None:
+    """What a builder observes from inside: no /bin/sh, only lo, no way to the host."""
+    if not nix_sandbox.on:
+        pytest.skip(nix_sandbox.note)
+    with FaultServer() as server:
+        seen = probe(host_port=server.port)
+        assert server.connections == 0
+    assert seen["interfaces"] == ["lo"], seen
+    assert seen["bin_sh"] is False, seen
+    assert seen["host_port_reachable"] is False, seen
+    assert seen["home"] == "/homeless-shelter", seen
+    # Of the host's /root only what the configuration mounts (an interpreter, maybe) shows.
+    mounted = {Path(p).parts[2] for p in sandbox_paths() if Path(p).parts[1:2] == ("root",)}
+    root_entries = seen["root_entries"]
+    assert isinstance(root_entries, list) and set(root_entries) <= mounted, seen
 
 
 # -- the builder outside Nix: attribute handling, quickly --------------------------------------
@@ -282,7 +291,7 @@ def _run_builder(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "vgpubuild", "nix-builder"],
         env=env,
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         check=False,
         timeout=BUILD_TIMEOUT,
     )
@@ -305,7 +314,7 @@ def test_structured_attrs_config_object_and_path_attribute(
     assert "cores=" in proc.stderr
 
 
-def test_no_out_means_not_a_nix_build() -> None:
+def test_no_out_means_not_anix_build() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("out", "NIX_ATTRS_JSON_FILE")}
     res = run_cli("nix-builder", env=env)
     assert res.exit_code == 2
@@ -349,7 +358,7 @@ def test_network_guard_refuses_internet_sockets_only() -> None:
         "        print('refused', exc.message)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", code], capture_output=True, text=True, errors="backslashreplace", check=True, timeout=60
     )
     lines = proc.stdout.splitlines()
     assert len(lines) == 4 and all(line.startswith("refused ") for line in lines)

@@ -58,7 +58,7 @@ def _eval(repo_root: Path, expr: str, check: bool = True) -> Any:
     proc = subprocess.run(
         [nix_instantiate, "--eval", "--strict", "--json", "-E", expr],
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         cwd=repo_root,
         check=False,
         timeout=120,
@@ -85,7 +85,7 @@ def _nix_files(repo_root: Path) -> list[Path]:
         out = subprocess.run(
             [git, "ls-files", "-co", "--exclude-standard", "--", "*.nix"],
             capture_output=True,
-            text=True,
+            text=True, errors="backslashreplace",
             cwd=repo_root,
             check=True,
         ).stdout
@@ -101,7 +101,7 @@ def test_every_nix_file_parses(repo_root: Path, tmp_path: Path) -> None:
     assert {"default.nix", "flake.nix"} <= names
     for path in files:
         proc = subprocess.run(
-            [nix_instantiate, "--parse", str(path)], capture_output=True, text=True, check=False
+            [nix_instantiate, "--parse", str(path)], capture_output=True, text=True, errors="backslashreplace", check=False
         )
         assert proc.returncode == 0, f"{path}: {proc.stderr}"
     # The stand-in used below parses too (and a broken file would be caught).
@@ -274,7 +274,7 @@ def test_flake_outputs_evaluate(repo_root: Path, stub: Path, tmp_path: Path) -> 
                 *extra,
             ],
             capture_output=True,
-            text=True,
+            text=True, errors="backslashreplace",
             check=False,
             timeout=120,
         )

@@ -156,7 +156,7 @@ def test_catalog_patcher_hash_is_what_nix_hash_prints(demo: DemoInputs, release:
     out = subprocess.run(
         [nix_hash, "--type", "sha256", str(demo.patcher_dir)],
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         check=True,
     ).stdout.strip()
     assert release.patcher is not None and out == release.patcher.sha256.hex

@@ -42,7 +42,7 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 
 def test_cli_module_does_not_import_lxml() -> None:
     code = "import sys, vgpubuild.cli.profiles; print('lxml' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, errors="backslashreplace", check=True)
     assert out.stdout.strip() == "False"
 
 

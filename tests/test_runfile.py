@@ -48,7 +48,7 @@ def _names(raw: bytes) -> list[str]:
 
 
 def _sh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    return subprocess.run(["sh", *args], cwd=cwd, capture_output=True, text=True, errors="backslashreplace", check=False)
 
 
 @pytest.mark.parametrize("compression", ["xz", "gzip"])

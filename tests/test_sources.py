@@ -88,7 +88,7 @@ def test_nix_store_path_is_found_where_add_fixed_put_it(
     src = tmp_path / name
     src.write_bytes(data)
     added = subprocess.run(
-        [nix_store, "--add-fixed", "sha256", str(src)], capture_output=True, text=True, check=True
+        [nix_store, "--add-fixed", "sha256", str(src)], capture_output=True, text=True, errors="backslashreplace", check=True
     ).stdout.strip()
     try:
         spec = InputSpec(name, sha(data), url=server.add("/x", data), nix_store=True)

@@ -102,7 +102,7 @@ def nix(*args: str) -> str:
     from conftest import require_tool
 
     require_tool(cmd[0])
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="backslashreplace", check=False)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed: {proc.stderr}"
     return proc.stdout.strip()
 

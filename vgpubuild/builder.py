@@ -70,6 +70,10 @@ def _attr_source(env: Mapping[str, str]) -> tuple[dict[str, Any], str, bool]:
     attrs_file = env.get("NIX_ATTRS_JSON_FILE")
     if not attrs_file:
         return dict(env), "the environment", False
+    build_top = env.get("NIX_BUILD_TOP")
+    if build_top and not os.path.exists(attrs_file):
+        # Nix 2.8 names the file by its path outside the sandbox; inside, it is in the build dir.
+        attrs_file = os.path.join(build_top, os.path.basename(attrs_file))
     try:
         with open(attrs_file, encoding="utf-8") as f:
             attrs = json.load(f)

@@ -417,8 +417,10 @@ def fetch_patcher(
 
 def _stage(patcher_dir: Path, run_files: Sequence[Path], staging: Path) -> None:
     shutil.copytree(patcher_dir, staging, symlinks=True)
-    for folder, dirs, files in os.walk(staging):
-        for name in dirs + files:
+    # A patcher from the Nix store is read-only, its top folder included; patch.sh writes in it.
+    for folder, _dirs, files in os.walk(staging):
+        os.chmod(folder, os.stat(folder).st_mode | 0o200)
+        for name in files:
             path = os.path.join(folder, name)
             if not os.path.islink(path):
                 os.chmod(path, os.stat(path).st_mode | 0o200)
