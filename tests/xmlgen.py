@@ -53,8 +53,8 @@ def _hex(value: int, upper: bool) -> str:
     return "0x" + text
 
 
-def _families(n_profiles: int, n_pgpus: int) -> list[Family]:
-    families = list(FIXED)
+def _families(n_profiles: int, n_pgpus: int, fixed: tuple[Family, ...]) -> list[Family]:
+    families = list(fixed)
     next_id = 1000
     index = 0
     while sum(len(f.sizes_gib) * len(SERIES) for f in families) < n_profiles or len(families) < min(
@@ -79,13 +79,16 @@ def generate(
     doctype: bool = True,
     declaration: str = '<?xml version="1.0" encoding="utf-8"?>',
     indent: str = "  ",
+    extra: tuple[Family, ...] = (),
 ) -> bytes:
     """A vgpuConfig.xml with about ``n_profiles`` vgpuTypes and ``n_pgpus`` pgpus.
 
     The counts are exact when large enough to hold the fixed families (4 families, 108
-    types, 4 pgpus); smaller requests keep the fixed families whole.
+    types, 4 pgpus); smaller requests keep the fixed families whole. ``extra`` families
+    follow the fixed ones, also whole.
     """
-    families = _families(n_profiles, n_pgpus)
+    fixed = (*FIXED, *extra)
+    families = _families(n_profiles, n_pgpus, fixed)
     i1, i2, i3 = indent, indent * 2, indent * 3
     lines: list[str] = []
     if declaration:
@@ -99,9 +102,9 @@ def generate(
     lines += [f"{i2}<pluginSoName>libnvidia-vgpu</pluginSoName>", f"{i1}</globalSettings>"]
     supported: dict[Family, list[tuple[int, int]]] = {}
     count = 0
-    budget = max(n_profiles, sum(len(f.sizes_gib) * len(SERIES) for f in FIXED))
+    budget = max(n_profiles, sum(len(f.sizes_gib) * len(SERIES) for f in fixed))
     for fam_index, fam in enumerate(families):
-        if comments and fam_index < len(FIXED):
+        if comments and fam_index < len(fixed):
             lines.append(f"{i1}<!-- {fam.card} -->")
         pid = fam.first_id
         for series in SERIES:
@@ -144,7 +147,7 @@ def generate(
     if comments:
         lines.append(f"{i1}<!-- physical GPUs -->")
     pgpu_count = 0
-    target = max(n_pgpus, len(FIXED))
+    target = max(n_pgpus, len(fixed))
     variant = -1
     while pgpu_count < target:
         variant += 1

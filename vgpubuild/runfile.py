@@ -30,7 +30,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import IO, BinaryIO, Literal
 
 from vgpubuild.atomic import atomic_file
 from vgpubuild.errors import InputError
@@ -108,35 +108,40 @@ def check_run(path: str | os.PathLike[str], expected_version: str | None = None)
             f"cannot read {str(path)!r}: {exc.strerror}", hint="Check the path and try again."
         ) from None
     with f:
-        first = f.readline(256)
-        if not (first.startswith(b"#!") and b"sh" in first):
-            raise _not_a_run(path, "it does not start with a shell header")
-        starts = [0, len(first)]  # starts[i] = byte offset of line i+1
-        skip: int | None = None
-        values: dict[str, str] = {}
-        while skip is None or len(starts) <= skip:
-            line = f.readline(MAX_HEADER_BYTES)
-            if not line or (skip is None and starts[-1] > MAX_HEADER_BYTES):
-                break
-            starts.append(starts[-1] + len(line))
-            if skip is not None:
-                continue
-            if m := _SKIP.match(line):
-                skip = int(m.group(1))
-            elif (m := _ASSIGN.match(line.rstrip(b"\r\n"))) and m.group(1).decode() not in values:
-                values[m.group(1).decode()] = _unquote(m.group(2))
-        if skip is None:
-            raise _not_a_run(path, "its header has no 'skip=' line")
-        if not 2 <= skip < len(starts):
-            raise _not_a_run(path, f"'skip={skip}' does not point at a payload")
-        # NVIDIA: payload from line `skip`; makeself 2.x: payload after `skip` lines.
-        kind, offset = None, 0
-        for offset in starts[skip - 1 : skip + 1]:
-            f.seek(offset)
-            if kind := _payload_kind(f.read(512)):
-                break
-        if kind is None:
-            raise _not_a_run(path, f"no compressed payload where 'skip={skip}' points")
+        return read_header(f, path, expected_version)
+
+
+def read_header(f: IO[bytes], path: Path, expected_version: str | None = None) -> RunInfo:
+    """:func:`check_run` on an open, seekable stream (a zip member); ``path`` names it."""
+    first = f.readline(256)
+    if not (first.startswith(b"#!") and b"sh" in first):
+        raise _not_a_run(path, "it does not start with a shell header")
+    starts = [0, len(first)]  # starts[i] = byte offset of line i+1
+    skip: int | None = None
+    values: dict[str, str] = {}
+    while skip is None or len(starts) <= skip:
+        line = f.readline(MAX_HEADER_BYTES)
+        if not line or (skip is None and starts[-1] > MAX_HEADER_BYTES):
+            break
+        starts.append(starts[-1] + len(line))
+        if skip is not None:
+            continue
+        if m := _SKIP.match(line):
+            skip = int(m.group(1))
+        elif (m := _ASSIGN.match(line.rstrip(b"\r\n"))) and m.group(1).decode() not in values:
+            values[m.group(1).decode()] = _unquote(m.group(2))
+    if skip is None:
+        raise _not_a_run(path, "its header has no 'skip=' line")
+    if not 2 <= skip < len(starts):
+        raise _not_a_run(path, f"'skip={skip}' does not point at a payload")
+    # NVIDIA: payload from line `skip`; makeself 2.x: payload after `skip` lines.
+    kind, offset = None, 0
+    for offset in starts[skip - 1 : skip + 1]:
+        f.seek(offset)
+        if kind := _payload_kind(f.read(512)):
+            break
+    if kind is None:
+        raise _not_a_run(path, f"no compressed payload where 'skip={skip}' points")
 
     label = values.get("label")
     targetdir = values.get("targetdir")

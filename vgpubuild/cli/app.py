@@ -79,7 +79,7 @@ def root(
 def _register_all() -> None:
     import importlib
 
-    for name in ("patch", "profiles", "releases", "fetch", "hash", "nix"):  # help order
+    for name in ("gpus", "patch", "profiles", "releases", "fetch", "hash", "nix"):  # help order
         importlib.import_module(f"vgpubuild.cli.{name}").register(app)
 
 
