@@ -7,14 +7,20 @@ files the kernel writes (``vendor`` ``0x10de``, ``device``, ``subsystem_vendor``
 ids, ``iommu_group`` and ``driver`` symlinks, and on SR-IOV cards ``sriov_totalvfs`` /
 ``sriov_numvfs``; a virtual function has a ``physfn`` link. lspci reads such a tree with
 ``-A linux-sysfs -O sysfs.path=ROOT/bus/pci``, which the parity test relies on.
+
+Also the few helpers the ``vgpubuild gpus`` tests share to run it on such a tree.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from conftest import run_cli
 
 VGA = 0x030000
 DISPLAY_3D = 0x030200
@@ -140,3 +146,25 @@ def pci_ids() -> str:
     lines.append("\t00  VGA compatible controller\n\t02  3D controller\n")
     lines.append("C 04  Multimedia controller\n\t03  Audio device\n")
     return "".join(lines)
+
+
+# --------------------------------------------------------------- running vgpubuild gpus
+
+
+def gpus_env(tmp_path: Path) -> dict[str, str]:
+    """A generated pci.ids and an empty cache of the test's own."""
+    ids = tmp_path / "pci.ids"
+    ids.write_text(pci_ids())
+    return {"VGPUBUILD_PCI_IDS": str(ids), "VGPUBUILD_CACHE": str(tmp_path / "cache")}
+
+
+def run_gpus(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """``vgpubuild gpus ARGS --json``, which must succeed."""
+    r = run_cli("gpus", *args, "--json", env=env)
+    assert r.exit_code == 0, r.stderr
+    report: dict[str, Any] = json.loads(r.stdout)
+    return report
+
+
+def by_release(gpu: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["release"]: v for v in gpu["verdicts"]}

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import xmlgen
-from conftest import require_tool, run_cli
-from sysfsgen import AUDIO, DISPLAY_3D, Dev, pci_ids, write_tree
-
-from vgpubuild.catalog import get_release
-from vgpubuild.config import BuildConfig
+from conftest import run_cli
+from sysfsgen import AUDIO, DISPLAY_3D, Dev, by_release, gpus_env, run_gpus, write_tree
 
 RTX2070S = Dev("0000:01:00.0", 0x1E84, subsystem=(0x1462, 0x3734), iommu_group=12)
 P40 = Dev("0000:02:00.0", 0x1B38, pci_class=DISPLAY_3D, subsystem=(0x10DE, 0x11D9))
@@ -32,32 +26,18 @@ A10_FAMILY = xmlgen.Family("A10", "0x2236", "0x1482", (1, 2, 4, 8, 24), 600)
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    """A generated pci.ids and an empty cache of the test's own."""
-    ids = tmp_path / "pci.ids"
-    ids.write_text(pci_ids())
-    return {"VGPUBUILD_PCI_IDS": str(ids), "VGPUBUILD_CACHE": str(tmp_path / "cache")}
+    return gpus_env(tmp_path)
 
 
 def tree(tmp_path: Path, *devices: Dev) -> Path:
     return write_tree(tmp_path / "sys", list(devices))
 
 
-def gpus(env: dict[str, str], *args: str) -> dict[str, Any]:
-    r = run_cli("gpus", *args, "--json", env=env)
-    assert r.exit_code == 0, r.stderr
-    report: dict[str, Any] = json.loads(r.stdout)
-    return report
-
-
-def by_release(gpu: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {v["release"]: v for v in gpu["verdicts"]}
-
-
 # ------------------------------------------------------------------ the acceptance cards
 
 
 def test_native_tesla_p40(tmp_path: Path, env: dict[str, str]) -> None:
-    report = gpus(env, "--sysfs", str(tree(tmp_path, P40)))
+    report = run_gpus(env, "--sysfs", str(tree(tmp_path, P40)))
     (gpu,) = report["gpus"]
     assert gpu["name"] == "GP102GL [Tesla P40]" and gpu["subsystem_name"] == "Tesla P40"
     assert (gpu["device_id"], gpu["subsystem_id"], gpu["class"]) == ("0x1B38", "0x11D9", "0x030200")
@@ -72,7 +52,7 @@ def test_native_tesla_p40(tmp_path: Path, env: dict[str, str]) -> None:
 
 def test_unlockable_turing_rtx_2070_super(tmp_path: Path, env: dict[str, str]) -> None:
     root = tree(tmp_path, RTX2070S)
-    (gpu,) = gpus(env, "--sysfs", str(root))["gpus"]
+    (gpu,) = run_gpus(env, "--sysfs", str(root))["gpus"]
     assert gpu["architecture"] == "Turing" and gpu["consumer"]
     assert gpu["subsystem_vendor_name"] == "Micro-Star International Co., Ltd. [MSI]"
     verdicts = by_release(gpu)
@@ -93,7 +73,7 @@ def test_unlockable_turing_rtx_2070_super(tmp_path: Path, env: dict[str, str]) -
 
 
 def test_pascal_on_16x_and_17x_with_and_without_remap(tmp_path: Path, env: dict[str, str]) -> None:
-    report = gpus(env, "--sysfs", str(tree(tmp_path, GTX1080TI, TESLA_P4)))
+    report = run_gpus(env, "--sysfs", str(tree(tmp_path, GTX1080TI, TESLA_P4)))
     ti, p4 = (by_release(g) for g in report["gpus"])
     # GTX 1080 Ti: a built-in clone of the P40 on both branches; 17.x needs the remap.
     assert [ti[r]["status"] for r in ("16.2", "16.5", "17.3")] == ["clone"] * 3
@@ -108,7 +88,7 @@ def test_pascal_on_16x_and_17x_with_and_without_remap(tmp_path: Path, env: dict[
 
 
 def test_maxwell_clone_source_differs_by_branch(tmp_path: Path, env: dict[str, str]) -> None:
-    (gpu,) = gpus(env, "--sysfs", str(tree(tmp_path, GTX980)))["gpus"]
+    (gpu,) = run_gpus(env, "--sysfs", str(tree(tmp_path, GTX980)))["gpus"]
     verdicts = by_release(gpu)
     assert verdicts["16.2"]["status"] == "clone" and verdicts["16.2"]["source"] == "13F2:0000"
     assert "Tesla M60 (13F2:0000)" in verdicts["16.2"]["reason"]
@@ -117,7 +97,7 @@ def test_maxwell_clone_source_differs_by_branch(tmp_path: Path, env: dict[str, s
 
 def test_unsupported_ada_rtx_4090(tmp_path: Path, env: dict[str, str]) -> None:
     root = tree(tmp_path, RTX4090)
-    (gpu,) = gpus(env, "--sysfs", str(root), "--suggest")["gpus"]
+    (gpu,) = run_gpus(env, "--sysfs", str(root), "--suggest")["gpus"]
     assert {v["status"] for v in gpu["verdicts"]} == {"unsupported"}
     reason = by_release(gpu)["17.3"]["reason"]
     assert reason.startswith("consumer Ada cards cannot be unlocked")
@@ -131,7 +111,7 @@ def test_two_gpus_and_the_functions_that_are_not_gpus(tmp_path: Path, env: dict[
     audio = Dev("0000:01:00.1", 0x10F8, pci_class=AUDIO, driver="snd_hda_intel")
     vf = Dev("0000:41:00.4", 0x2236, pci_class=DISPLAY_3D, physfn="0000:41:00.0")
     root = tree(tmp_path, P40, INTEL, audio, RTX2070S, A10, vf)
-    report = gpus(env, "--sysfs", str(root))
+    report = run_gpus(env, "--sysfs", str(root))
     assert [g["address"] for g in report["gpus"]] == ["0000:01:00.0", "0000:02:00.0", "0000:41:00.0"]
     assert report["notes"] == []
     text = run_cli("gpus", "--sysfs", str(root), env=env).stdout
@@ -144,7 +124,7 @@ def test_no_gpu_at_all(tmp_path: Path, env: dict[str, str]) -> None:
     r = run_cli("gpus", "--sysfs", str(root), env=env)
     assert r.exit_code == 0 and r.stderr == ""
     assert r.stdout == f"no NVIDIA GPU among the 1 PCI devices in {root}/bus/pci/devices\n"
-    assert gpus(env, "--sysfs", str(root))["gpus"] == []
+    assert run_gpus(env, "--sysfs", str(root))["gpus"] == []
 
 
 def test_no_sysfs_is_one_clear_line(tmp_path: Path, env: dict[str, str]) -> None:
@@ -171,7 +151,7 @@ def test_odd_sysfs_content_is_a_note_never_a_traceback(tmp_path: Path, env: dict
         "note: 0000:03:00.0: skipped: its class file holds '0x1234567890', not a 24-bit hex id",
         "note: 0000:04:00.0: skipped: its sriov_numvfs file holds 'many', not a count",
     ]
-    (gpu,) = gpus(env, "--sysfs", str(root))["gpus"]
+    (gpu,) = run_gpus(env, "--sysfs", str(root))["gpus"]
     assert gpu["address"] == "0000:05:00.0" and gpu["subsystem_id"] is None
     assert gpu["iommu_group"] is None and gpu["driver"] is None
     assert by_release(gpu)["16.2"]["status"] == "native"
@@ -198,7 +178,7 @@ def test_sysfs_is_only_read(tmp_path: Path, env: dict[str, str]) -> None:
 def test_sriov_card_shows_its_vfs_and_the_command(tmp_path: Path, env: dict[str, str]) -> None:
     enabled = Dev("0000:42:00.0", 0x2236, pci_class=DISPLAY_3D, sriov=(16, 4), iommu_group=31)
     root = tree(tmp_path, A10, enabled)
-    off, on = gpus(env, "--sysfs", str(root))["gpus"]
+    off, on = run_gpus(env, "--sysfs", str(root))["gpus"]
     assert off["sriov"] == {
         "total_vfs": 16,
         "enabled_vfs": 0,
@@ -217,14 +197,14 @@ def test_sriov_card_shows_its_vfs_and_the_command(tmp_path: Path, env: dict[str,
     # With the release's vgpuConfig.xml it is native, with the A10 profiles.
     xml = tmp_path / "vgpuConfig.xml"
     xml.write_bytes(xmlgen.generate(0, 4, extra=(A10_FAMILY,)))
-    off = gpus(env, "--sysfs", str(root), "--release", "17.4", "--xml", str(xml))["gpus"][0]
+    off = run_gpus(env, "--sysfs", str(root), "--release", "17.4", "--xml", str(xml))["gpus"][0]
     assert off["verdicts"][0]["status"] == "native" and off["verdicts"][0]["target"] is None
     names = [p["name"] for p in off["profiles"]["profiles"]]
     assert names[:3] == ["GRID A10-1Q", "GRID A10-2Q", "GRID A10-4Q"]
 
 
 def test_device_option_judges_a_card_not_in_the_machine(env: dict[str, str]) -> None:
-    report = gpus(env, "--device", "2684:0x16F1")
+    report = run_gpus(env, "--device", "2684:0x16F1")
     assert report["sysfs"] is None
     (gpu,) = report["gpus"]
     assert gpu["address"] == "given" and gpu["name"] == "AD102 [GeForce RTX 4090]"
@@ -234,7 +214,7 @@ def test_device_option_judges_a_card_not_in_the_machine(env: dict[str, str]) -> 
 
 def test_without_pci_ids_clone_lists_still_answer(tmp_path: Path, env: dict[str, str]) -> None:
     env = {**env, "VGPUBUILD_PCI_IDS": ""}
-    report = gpus(env, "--sysfs", str(tree(tmp_path, RTX2070S, RTX4090)))
+    report = run_gpus(env, "--sysfs", str(tree(tmp_path, RTX2070S, RTX4090)))
     assert report["pci_ids"] is None and "no pci.ids database" in report["notes"][0]
     turing, ada = report["gpus"]
     assert turing["name"] is None and by_release(turing)["17.3"]["status"] == "clone"
@@ -242,3 +222,10 @@ def test_without_pci_ids_clone_lists_still_answer(tmp_path: Path, env: dict[str,
     assert "no pci.ids database was found" in by_release(ada)["17.3"]["reason"]
     r = run_cli("gpus", "--device", "1E84", "--pci-ids", str(tmp_path / "nope"), env=env)
     assert r.exit_code == 4 and "does not exist" in r.stderr
+
+
+def test_the_docs_example_is_real_output(tmp_path: Path, env: dict[str, str]) -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "gpus.md").read_text()
+    example = docs.split("```\n0000:01:00.0", 1)[1].split("```", 1)[0]
+    r = run_cli("gpus", "--sysfs", str(tree(tmp_path, RTX2070S)), env=env)
+    assert r.stdout == "0000:01:00.0" + example

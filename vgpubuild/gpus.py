@@ -88,11 +88,15 @@ def patcher_branch(release: Release) -> PatcherBranch | None:
     """
     if release.patcher is None:
         return None
+    return _branch(release.host_version.split(".", 1)[0])
+
+
+@functools.cache
+def _branch(series: str) -> PatcherBranch:
     from vgpubuild.patcher import KNOWN_OPTIONS
     from vgpubuild.resources import data_dir
     from vgpubuild.vcfgclone import builtin_clones
 
-    series = release.host_version.split(".", 1)[0]
     clones = tuple(
         Clone(c.new, c.source, c.remap_p2v) for c in builtin_clones(series, remap_p2v=True)
     )
