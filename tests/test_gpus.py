@@ -17,8 +17,14 @@ GTX1080TI = Dev("0000:03:00.0", 0x1B06, subsystem=(0x1462, 0x3600))
 TESLA_P4 = Dev("0000:04:00.0", 0x1BB3, pci_class=DISPLAY_3D, subsystem=(0x10DE, 0x11D8))
 GTX980 = Dev("0000:05:00.0", 0x13C0)
 RTX4090 = Dev("0000:06:00.0", 0x2684, subsystem=(0x1462, 0x5103))
-A10 = Dev("0000:41:00.0", 0x2236, pci_class=DISPLAY_3D, subsystem=(0x10DE, 0x1482),
-          sriov=(16, 0), iommu_group=30)
+A10 = Dev(
+    "0000:41:00.0",
+    0x2236,
+    pci_class=DISPLAY_3D,
+    subsystem=(0x10DE, 0x1482),
+    sriov=(16, 0),
+    iommu_group=30,
+)
 INTEL = Dev("0000:00:00.0", 0x1237, vendor=0x8086, pci_class=0x060000, driver=None)
 
 A10_FAMILY = xmlgen.Family("A10", "0x2236", "0x1482", (1, 2, 4, 8, 24), 600)
@@ -82,8 +88,9 @@ def test_pascal_on_16x_and_17x_with_and_without_remap(tmp_path: Path, env: dict[
     # Tesla P4: patch.sh 550.90 clones it only with --remap-p2v; 535 has no such line.
     assert p4["17.3"]["status"] == "clone" and p4["17.3"]["remap_p2v"]
     assert "only with --remap-p2v" in p4["17.3"]["reason"]
-    assert p4["16.2"]["status"] == "unknown" and "copyVGPUProfiles from Tesla P40" in (
-        p4["16.2"]["reason"]
+    assert (
+        p4["16.2"]["status"] == "unknown"
+        and "copyVGPUProfiles from Tesla P40" in (p4["16.2"]["reason"])
     )
 
 
@@ -112,7 +119,11 @@ def test_two_gpus_and_the_functions_that_are_not_gpus(tmp_path: Path, env: dict[
     vf = Dev("0000:41:00.4", 0x2236, pci_class=DISPLAY_3D, physfn="0000:41:00.0")
     root = tree(tmp_path, P40, INTEL, audio, RTX2070S, A10, vf)
     report = run_gpus(env, "--sysfs", str(root))
-    assert [g["address"] for g in report["gpus"]] == ["0000:01:00.0", "0000:02:00.0", "0000:41:00.0"]
+    assert [g["address"] for g in report["gpus"]] == [
+        "0000:01:00.0",
+        "0000:02:00.0",
+        "0000:41:00.0",
+    ]
     assert report["notes"] == []
     text = run_cli("gpus", "--sysfs", str(root), env=env).stdout
     blocks = text.split("\n\n")

@@ -185,7 +185,9 @@ def test_profiles_come_from_the_cached_grid_zip(
     # No --release: the recommended release (17.3) is the one whose zip is read.
     (gpu,) = run_gpus(env, "--sysfs", str(root))["gpus"]
     profiles = gpu["profiles"]
-    assert profiles["release"] == "17.3" and profiles["xml"].startswith(f"the GRID zip {cached.name}")
+    assert profiles["release"] == "17.3" and profiles["xml"].startswith(
+        f"the GRID zip {cached.name}"
+    )
     assert profiles["profiles"] == xmlstarlet_profiles(xml, "0x1E30", "0x12ba")
     assert cached.read_bytes() == before
 

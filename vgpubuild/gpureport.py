@@ -115,7 +115,5 @@ def _sriov(gpu: PciGpu) -> dict[str, Any] | None:
     return {
         "total_vfs": gpu.sriov_totalvfs,
         "enabled_vfs": gpu.sriov_numvfs,
-        "enable_command": (
-            None if gpu.sriov_numvfs else f"{SRIOV_MANAGE} -e {gpu.address}"
-        ),
+        "enable_command": (None if gpu.sriov_numvfs else f"{SRIOV_MANAGE} -e {gpu.address}"),
     }

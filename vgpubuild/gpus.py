@@ -184,10 +184,8 @@ class Knowledge:
     xml: dict[str, ReleaseXml] = field(default_factory=dict)
     _pgpus: dict[str, list[PciId]] = field(default_factory=dict)
 
-    def pgpus(self, release: str) -> list[PciId] | None:
-        """The enabled ``<pgpu>`` ids of the release's vgpuConfig.xml (None: no file)."""
-        if release not in self.xml:
-            return None
+    def pgpus(self, release: str) -> list[PciId]:
+        """The enabled ``<pgpu>`` ids of the release's vgpuConfig.xml (which must be known)."""
         if release not in self._pgpus:
             self._pgpus[release] = [
                 PciId(p.device_id or 0, p.subsystem_id or 0)
@@ -197,44 +195,49 @@ class Knowledge:
         return self._pgpus[release]
 
 
+def _needs_remap(branch: PatcherBranch | None, profiles_of: PciId) -> bool:
+    """Cards running the P40's profiles need --remap-p2v on a branch that has it."""
+    return branch is not None and branch.remap_p2v and profiles_of == branch.p40
+
+
 def judge(card: Card, release: Release, know: Knowledge) -> Verdict:
     """The verdict for ``card`` on ``release`` (see the module docstring for the rules)."""
     branch = patcher_branch(release)
-    target = _auto_target() if branch else None
-
-    verdict = functools.partial(Verdict, release.version, target=target)
-
+    verdict = functools.partial(Verdict, release.version, target=_auto_target() if branch else None)
     names = know.names
-    if branch is not None:
-        for clone in branch.clones:
-            if card.is_(clone.new):
-                remap = clone.remap_only or (branch.remap_p2v and clone.source == branch.p40)
-                why = f"patch.sh's built-in list clones it from {label(clone.source, names)}"
-                if clone.remap_only:
-                    why += ", only with --remap-p2v"
-                elif remap:
-                    why += "; this release's guests need the P40 profiles remapped"
-                return verdict("clone", why, source=clone.source, remap_p2v=remap)
-        if any(card.is_(c.source) for c in branch.clones):
-            remap = branch.remap_p2v and card.is_(branch.p40)
-            why = "patch.sh clones other cards from it, so the patched vgpuConfig.xml lists it"
-            if remap:
-                why += "; this release's guests need its P40 profiles remapped"
-            return verdict("native", why, remap_p2v=remap)
+    for clone in branch.clones if branch else ():
+        if card.is_(clone.new):
+            remap = clone.remap_only or _needs_remap(branch, clone.source)
+            why = f"patch.sh's built-in list clones it from {label(clone.source, names)}"
+            if clone.remap_only:
+                why += ", only with --remap-p2v"
+            elif remap:
+                why += "; this release's guests need the P40 profiles remapped"
+            return verdict("clone", why, source=clone.source, remap_p2v=remap)
+    sources = {c.source for c in branch.clones} if branch else set()
+    own = next((s for s in sources if card.is_(s)), None)
+    if own is not None:
+        remap = _needs_remap(branch, own)
+        why = "patch.sh clones other cards from it, so the patched vgpuConfig.xml lists it"
+        if remap:
+            why += "; this release's guests need its P40 profiles remapped"
+        return verdict("native", why, remap_p2v=remap)
     xml = know.xml.get(release.version)
-    for new, src in (xml.user_clones if xml else {}).items():
-        if card.is_(parse_pci_id(new)):
-            why = f"{xml.origin if xml else ''} was built with copyVGPUProfiles from {src}"
-            return verdict("user-clone", why, source=parse_pci_id(src))
-    pgpus = know.pgpus(release.version)
-    if pgpus is not None and any(card.is_(p) for p in pgpus):
-        return verdict("native", f"{xml.origin if xml else ''} lists it")
-    return _not_listed(card, release, branch, know, verdict, pgpus is not None)
+    if xml is not None:
+        for new, src in xml.user_clones.items():
+            if card.is_(parse_pci_id(new)):
+                source = parse_pci_id(src)
+                why = f"{xml.origin} was built with copyVGPUProfiles from {label(source, names)}"
+                return verdict(
+                    "user-clone", why, source=source, remap_p2v=_needs_remap(branch, source)
+                )
+        if any(card.is_(p) for p in know.pgpus(release.version)):
+            return verdict("native", f"{xml.origin} lists it")
+    return _not_listed(card, branch, know, verdict, xml is not None)
 
 
 def _not_listed(
     card: Card,
-    release: Release,
     branch: PatcherBranch | None,
     know: Knowledge,
     verdict: Callable[..., Verdict],
@@ -258,8 +261,7 @@ def _not_listed(
             f"not on patch.sh's built-in list; {arch} cards are unlocked by cloning "
             f"{label(source, know.names)}: add copyVGPUProfiles (untested by the patcher)"
         )
-        remap = bool(branch and branch.remap_p2v and source == branch.p40)
-        return verdict("user-clone", why, source=source, remap_p2v=remap)
+        return verdict("user-clone", why, source=source, remap_p2v=_needs_remap(branch, source))
     if arch in unlocked:
         source = _source_for(card, unlocked[arch], know.names)
         return verdict(

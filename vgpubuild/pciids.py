@@ -50,9 +50,7 @@ class PciNames:
     def device(self, vendor: int, device: int) -> str | None:
         return self.devices.get((vendor, device))
 
-    def subsystem(
-        self, vendor: int, device: int, sub_vendor: int, sub_device: int
-    ) -> str | None:
+    def subsystem(self, vendor: int, device: int, sub_vendor: int, sub_device: int) -> str | None:
         """The board's name; as in lspci, a board with the chip's own ids is named like it."""
         found = self.subsystems.get((vendor, device, sub_vendor, sub_device))
         if found is None and (vendor, device) == (sub_vendor, sub_device):

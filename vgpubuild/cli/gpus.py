@@ -69,8 +69,11 @@ def _load_from_cache(release: Release) -> ReleaseXml | None:
     zip_path = cached_zip(release, Cache())
     if zip_path is None:
         return None
-    log.get_logger(stage="gpus").info("reading vgpuConfig.xml from the cached GRID zip",
-                                      release=release.version, zip=str(zip_path))
+    log.get_logger(stage="gpus").info(
+        "reading vgpuConfig.xml from the cached GRID zip",
+        release=release.version,
+        zip=str(zip_path),
+    )
     return from_zip(zip_path, release)
 
 
@@ -199,8 +202,10 @@ def _render_profiles(profiles: dict[str, Any] | None) -> list[str]:
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     if len(rows) > 1:
-        lines += ["    " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                  for row in rows]
+        lines += [
+            "    " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ]
     lines += [f"    note: {note}" for note in profiles["notes"]]
     return lines
 
