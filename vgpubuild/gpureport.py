@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 from vgpubuild.gpus import NVIDIA, WORKS, Card, Knowledge, Verdict, card_of, judge, recommend
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vgpubuild.catalog import Release
-    from vgpubuild.pcidevices import PciGpu
+    from vgpubuild.pcidevices import PciGpu, Scan
     from vgpubuild.releasexml import ReleaseXml
 
 SRIOV_MANAGE = "/usr/lib/nvidia/sriov-manage"
@@ -106,6 +108,22 @@ class Survey:
             "toml": to_toml(verdict.release, tree),
             "nix": to_nix(verdict.release, tree),
         }
+
+
+def report(found: Scan, survey: Survey, database: Path | None, *, sysfs: bool) -> dict[str, Any]:
+    """The whole ``vgpubuild gpus`` report: where it looked, every GPU, every note."""
+    notes = list(found.notes)
+    if survey.know.names is None:
+        notes.append(
+            "no pci.ids database: names and architectures are unknown "
+            "(install pci.ids or hwdata, or pass --pci-ids FILE)"
+        )
+    return {
+        "sysfs": str(found.devices_dir) if sysfs else None,
+        "pci_ids": str(database) if database else None,
+        "gpus": [survey.gpu(gpu) for gpu in found.gpus],
+        "notes": notes,
+    }
 
 
 def _sriov(gpu: PciGpu) -> dict[str, Any] | None:

@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vgpubuild.errors import InputError
+
+if TYPE_CHECKING:
+    from vgpubuild.vcfgclone import PciId
 
 NVIDIA = 0x10DE
 DISPLAY_CLASS = 0x03
@@ -71,26 +76,29 @@ def _text(folder: Path, name: str) -> str:
     return raw.decode("ascii", errors="replace").strip()
 
 
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 20 else text[:20] + "...")
+
+
 def _hex(folder: Path, name: str, bits: int = 16) -> int:
     text = _text(folder, name)
     match = _HEX.fullmatch(text)
     value = int(match.group(1), 16) if match else None
     if value is None or value >> bits:
-        shown = text if len(text) <= 20 else text[:20] + "..."
-        raise OddDevice(f"its {name} file holds {shown!r}, not a {bits}-bit hex id")
+        raise OddDevice(f"its {name} file holds {_shown(text)}, not a {bits}-bit hex id")
     return value
 
 
-def _optional(folder: Path, name: str, read: type[int] | None = None) -> int | None:
+def _count(folder: Path, name: str) -> int:
+    text = _text(folder, name)
+    if not text.isdigit():
+        raise OddDevice(f"its {name} file holds {_shown(text)}, not a count")
+    return int(text)
+
+
+def _optional(folder: Path, name: str, read: Callable[[Path, str], int]) -> int | None:
     """An attribute some kernels or devices lack: None when absent, an error when odd."""
-    if not (folder / name).exists():
-        return None
-    if read is int:
-        text = _text(folder, name)
-        if not text.isdigit():
-            raise OddDevice(f"its {name} file holds {text!r}, not a count")
-        return int(text)
-    return _hex(folder, name)
+    return read(folder, name) if (folder / name).exists() else None
 
 
 def _link_name(folder: Path, name: str) -> str | None:
@@ -114,13 +122,13 @@ def read_gpu(folder: Path) -> PciGpu | None:
     return PciGpu(
         address=folder.name,
         device=_hex(folder, "device"),
-        subsystem_vendor=_optional(folder, "subsystem_vendor"),
-        subsystem_device=_optional(folder, "subsystem_device"),
+        subsystem_vendor=_optional(folder, "subsystem_vendor", _hex),
+        subsystem_device=_optional(folder, "subsystem_device", _hex),
         pci_class=pci_class,
         iommu_group=_link_name(folder, "iommu_group"),
         driver=_link_name(folder, "driver"),
-        sriov_totalvfs=_optional(folder, "sriov_totalvfs", int),
-        sriov_numvfs=_optional(folder, "sriov_numvfs", int),
+        sriov_totalvfs=_optional(folder, "sriov_totalvfs", _count),
+        sriov_numvfs=_optional(folder, "sriov_numvfs", _count),
     )
 
 
@@ -147,3 +155,9 @@ def scan(sysfs: Path) -> Scan:
         if gpu is not None:
             result.gpus.append(gpu)
     return result
+
+
+def named(pci: PciId) -> Scan:
+    """A scan that "finds" one card given by its ids (``--device``), sysfs unread."""
+    gpu = PciGpu("given", pci.device, None, pci.subsystem, 0x030000, None, None, None, None)
+    return Scan(Path("--device"), [gpu], 1)

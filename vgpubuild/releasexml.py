@@ -87,9 +87,19 @@ def _read(path: Path) -> bytes:
         raise InputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
 
 
-def cached_zip(release: Release, cache: Cache) -> Path | None:
-    """The release's GRID zip if vgpubuild's cache holds it (verified when it was added)."""
-    return cache.lookup(release.zip_sha256, release.zip_name)
+def from_cache(release: Release, cache: Cache) -> ReleaseXml | None:
+    """From the release's GRID zip if vgpubuild's cache holds it (verified when added)."""
+    zip_path = cache.lookup(release.zip_sha256, release.zip_name)
+    if zip_path is None:
+        return None
+    from vgpubuild import log
+
+    log.get_logger(stage="gpus").info(
+        "reading vgpuConfig.xml from the cached GRID zip",
+        release=release.version,
+        zip=str(zip_path),
+    )
+    return from_zip(zip_path, release)
 
 
 def from_zip(zip_path: Path, release: Release) -> ReleaseXml:

@@ -12,7 +12,6 @@ from vgpubuild.cli.common import JsonFlag, print_json, print_line
 
 if TYPE_CHECKING:
     from vgpubuild.catalog import Release
-    from vgpubuild.pcidevices import PciGpu
     from vgpubuild.releasexml import ReleaseXml
 
 HELP = """List this machine's NVIDIA GPUs and what each can do with vGPU.
@@ -52,31 +51,6 @@ def _releases(release: str | None, xml: ReleaseXml | None) -> list[Release]:
     return list(all_releases().values())
 
 
-def _given(device: str) -> PciGpu:
-    from vgpubuild.errors import UsageError
-    from vgpubuild.pcidevices import PciGpu
-    from vgpubuild.vcfgclone import parse_pci_id
-
-    pci = parse_pci_id(device if ":" in device else f"{device}:0", error=UsageError)
-    return PciGpu("given", pci.device, None, pci.subsystem, 0x030000, None, None, None, None)
-
-
-def _load_from_cache(release: Release) -> ReleaseXml | None:
-    from vgpubuild import log
-    from vgpubuild.cache import Cache
-    from vgpubuild.releasexml import cached_zip, from_zip
-
-    zip_path = cached_zip(release, Cache())
-    if zip_path is None:
-        return None
-    log.get_logger(stage="gpus").info(
-        "reading vgpuConfig.xml from the cached GRID zip",
-        release=release.version,
-        zip=str(zip_path),
-    )
-    return from_zip(zip_path, release)
-
-
 def gpus_cmd(
     sysfs: Annotated[
         Path, typer.Option("--sysfs", help="The sysfs root to read (a copy, a chroot's).")
@@ -114,39 +88,35 @@ def gpus_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     from vgpubuild import pciids
-    from vgpubuild.gpureport import Survey
+    from vgpubuild.cache import Cache
+    from vgpubuild.errors import UsageError
+    from vgpubuild.gpureport import Survey, report
     from vgpubuild.gpus import NVIDIA, Knowledge
-    from vgpubuild.pcidevices import Scan, scan
-    from vgpubuild.releasexml import from_path
+    from vgpubuild.pcidevices import named, scan
+    from vgpubuild.releasexml import from_cache, from_path
+    from vgpubuild.vcfgclone import parse_pci_id
 
     database = pciids.locate(pci_ids)
-    names = pciids.load(database, [NVIDIA]) if database else None
+    know = Knowledge(pciids.load(database, [NVIDIA]) if database else None)
     given_xml = from_path(xml) if xml is not None else None
     releases = _releases(release, given_xml)
-    know = Knowledge(names)
     if given_xml is not None:
         know.xml[releases[0].version] = given_xml
-    found = Scan(Path("(--device)"), [_given(device)], 1) if device else scan(sysfs)
-    survey = Survey(releases, know, _load_from_cache, suggest)
-    report: dict[str, Any] = {
-        "sysfs": None if device else str(found.devices_dir),
-        "pci_ids": str(database) if database else None,
-        "gpus": [survey.gpu(gpu) for gpu in found.gpus],
-        "notes": found.notes,
-    }
-    if names is None:
-        report["notes"].append(
-            "no pci.ids database: names and architectures are unknown "
-            "(install pci.ids or hwdata, or pass --pci-ids FILE)"
-        )
+    if device is not None:
+        found = named(parse_pci_id(device if ":" in device else f"{device}:0", error=UsageError))
+    else:
+        found = scan(sysfs)
+    cache = Cache()
+    survey = Survey(releases, know, lambda r: from_cache(r, cache), suggest)
+    result = report(found, survey, database, sysfs=device is None)
     if as_json:
-        print_json(report)
+        print_json(result)
         return
-    for note in report["notes"]:
+    for note in result["notes"]:
         sys.stderr.write(f"note: {note}\n")
-    if not report["gpus"]:
+    if not result["gpus"]:
         print_line(f"no NVIDIA GPU among the {found.seen} PCI devices in {found.devices_dir}")
-    for n, gpu in enumerate(report["gpus"]):
+    for n, gpu in enumerate(result["gpus"]):
         if n:
             print_line("")
         for line in _render(gpu):
