@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import xmlgen
 from conftest import require_tool, run_cli
+from nixenv import decoded
 from sysfsgen import DISPLAY_3D, NVIDIA_DEVICES, Dev, gpus_env, pci_ids, run_gpus, write_tree
 from test_gpus import GTX1080TI, P40, RTX2070S
 
@@ -34,26 +35,26 @@ def tree(tmp_path: Path, *devices: Dev) -> Path:
     return write_tree(tmp_path / "sys", list(devices))
 
 
+def _tool(*args: str) -> str:
+    return decoded(subprocess.run(args, capture_output=True, check=True).stdout)
+
+
 def xmlstarlet_profiles(xml: Path, device: str, subsystem: str) -> list[dict[str, Any]]:
     """The profiles of a <pgpu> read with xmlstarlet: an implementation that is not ours."""
     tool = require_tool("xmlstarlet")
     pgpu = f"/vgpuconfig/pgpu[devId/@deviceId='{device}' and devId/@subsystemId='{subsystem}']"
-    out = subprocess.run(
-        [tool, "sel", "-t", "-m", f"{pgpu}/supportedVgpu", "-v", "@vgpuId", "-o", " ",
-         "-v", "maxVgpus", "-n", str(xml)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    out = _tool(tool, "sel", "-t", "-m", f"{pgpu}/supportedVgpu", "-v", "@vgpuId", "-o", " ",
+                "-v", "maxVgpus", "-n", str(xml))  # fmt: skip
     rows = []
     for line in out.split("\n"):
         if not line.strip():
             continue
         vgpu_id, max_vgpus = line.split()
         vgpu_type = f"/vgpuconfig/vgpuType[@id='{vgpu_id}']"
-        name, heads, framebuffer = subprocess.run(
-            [tool, "sel", "-t", "-m", vgpu_type, "-v", "@name", "-n", "-v", "numHeads", "-n",
-             "-v", "framebuffer", "-n", str(xml)],
-            capture_output=True, text=True, check=True,
-        ).stdout.splitlines()  # fmt: skip
+        name, heads, framebuffer = _tool(
+            tool, "sel", "-t", "-m", vgpu_type, "-v", "@name", "-n", "-v", "numHeads", "-n",
+            "-v", "framebuffer", "-n", str(xml),
+        ).splitlines()  # fmt: skip
         rows.append(
             {
                 "id": int(vgpu_id),
@@ -265,11 +266,8 @@ def test_help_teaches_with_examples() -> None:
 
 def _lspci(root: Path, ids: Path) -> list[dict[str, str]]:
     lspci = require_tool("lspci")
-    out = subprocess.run(
-        [lspci, "-A", "linux-sysfs", "-O", f"sysfs.path={root}/bus/pci", "-O", "hwdb.disable=1",
-         "-i", str(ids), "-vmm", "-nn", "-D", "-k"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    out = _tool(lspci, "-A", "linux-sysfs", "-O", f"sysfs.path={root}/bus/pci",
+                "-O", "hwdb.disable=1", "-i", str(ids), "-vmm", "-nn", "-D", "-k")  # fmt: skip
     return [
         dict(line.split(":\t", 1) for line in block.splitlines())
         for block in out.strip().split("\n\n")

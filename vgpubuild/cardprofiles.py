@@ -75,7 +75,7 @@ def _entry(config: VgpuConfig, card: Card) -> Any | None:
         ids = _pgpu_ids(el)
         if ids is None or ids[2] == DISABLED_SUBSYSTEM_VENDOR:
             continue
-        if card.is_(PciId(ids[0], ids[1])):
+        if card.matches(PciId(ids[0], ids[1])):
             found.setdefault(ids[1] == card.subsystem, el)
     return found.get(True, found.get(False))
 

@@ -131,7 +131,7 @@ class Card:
         """A GeForce or TITAN card (NVIDIA's vGPU drivers support none natively)."""
         return bool(_CONSUMER.search(self.name or ""))
 
-    def is_(self, pci: PciId) -> bool:
+    def matches(self, pci: PciId) -> bool:
         """True when ``pci`` (a ``<pgpu>`` or clone line) stands for this card."""
         return pci.device == self.device and pci.subsystem in (0, self.subsystem)
 
@@ -206,7 +206,7 @@ def judge(card: Card, release: Release, know: Knowledge) -> Verdict:
     verdict = functools.partial(Verdict, release.version, target=_auto_target() if branch else None)
     names = know.names
     for clone in branch.clones if branch else ():
-        if card.is_(clone.new):
+        if card.matches(clone.new):
             remap = clone.remap_only or _needs_remap(branch, clone.source)
             why = f"patch.sh's built-in list clones it from {label(clone.source, names)}"
             if clone.remap_only:
@@ -215,7 +215,7 @@ def judge(card: Card, release: Release, know: Knowledge) -> Verdict:
                 why += "; this release's guests need the P40 profiles remapped"
             return verdict("clone", why, source=clone.source, remap_p2v=remap)
     sources = {c.source for c in branch.clones} if branch else set()
-    own = next((s for s in sources if card.is_(s)), None)
+    own = next((s for s in sources if card.matches(s)), None)
     if own is not None:
         remap = _needs_remap(branch, own)
         why = "patch.sh clones other cards from it, so the patched vgpuConfig.xml lists it"
@@ -225,13 +225,13 @@ def judge(card: Card, release: Release, know: Knowledge) -> Verdict:
     xml = know.xml.get(release.version)
     if xml is not None:
         for new, src in xml.user_clones.items():
-            if card.is_(parse_pci_id(new)):
+            if card.matches(parse_pci_id(new)):
                 source = parse_pci_id(src)
                 why = f"{xml.origin} was built with copyVGPUProfiles from {label(source, names)}"
                 return verdict(
                     "user-clone", why, source=source, remap_p2v=_needs_remap(branch, source)
                 )
-        if any(card.is_(p) for p in know.pgpus(release.version)):
+        if any(card.matches(p) for p in know.pgpus(release.version)):
             return verdict("native", f"{xml.origin} lists it")
     return _not_listed(card, branch, know, verdict, xml is not None)
 
