@@ -54,6 +54,10 @@ class InputSpec:
         """Where ``nix-store --add-fixed sha256 NAME`` puts this file."""
         return fixed_output_path(self.sha256, self.name, "flat")
 
+    def record(self) -> dict[str, str]:
+        """The input as a build's description names it: what it is, never where from."""
+        return {"name": self.name, "sha256": self.sha256.sri}
+
 
 def obtain(spec: InputSpec, cache: Cache, options: FetchOptions) -> Path:
     """A verified local copy of ``spec``'s file, from the first place that has it."""

@@ -10,8 +10,8 @@ import typer
 from vgpubuild.cli.common import JsonFlag, print_json, print_line
 
 if TYPE_CHECKING:
+    from vgpubuild.artifact import BuildResult
     from vgpubuild.config import BuildConfig
-    from vgpubuild.pipeline import BuildResult
 
 PATCH_HELP = """Build a patched vGPU driver tree for a release and print its Nix hash and store path.
 
