@@ -11,7 +11,7 @@ import pytest
 import xmlgen
 from conftest import run_cli
 
-from vgpubuild.vgpuconfig import VgpuConfig
+from vgpubuild.vgpuconfig.model import VgpuConfig
 
 TINY = xmlgen.tiny()
 COMMANDS = [

@@ -2,24 +2,55 @@
 
 from __future__ import annotations
 
+import tomllib
+from dataclasses import dataclass
+
 import pytest
 import xmlgen
 from lxml import etree
 
+from vgpubuild import resources
 from vgpubuild.errors import ConfigError, UsageError, XmlConfigError
-from vgpubuild.vcfgclone import (
-    PciId,
-    builtin_clones,
-    copy_profiles,
-    parse_clone_map,
-    parse_pci_id,
-    remap_p2v_profiles,
-    vcfgclone,
-    vcfgpatch,
-)
-from vgpubuild.vgpuconfig import VgpuConfig
+from vgpubuild.profiles.clones import copy_profiles, vcfgclone, vcfgpatch
+from vgpubuild.profiles.remap import remap_p2v_profiles
+from vgpubuild.profiles.settings import PciId, parse_clone_map, parse_pci_id
+from vgpubuild.vgpuconfig.model import VgpuConfig
 
 TINY = xmlgen.tiny()
+
+
+@dataclass(frozen=True)
+class BuiltinClone:
+    """One line of VUP's built-in clone list (``profiles/clones.toml``)."""
+
+    card: str
+    new: PciId
+    source: PciId
+    source_card: str
+    series: tuple[str, ...]
+    remap_p2v: bool
+
+
+def builtin_clones(series: str, *, remap_p2v: bool = False) -> list[BuiltinClone]:
+    """VUP's built-in clones for a driver series (``"550"``), as the data file lists them.
+
+    Lines that VUP runs only with ``--remap-p2v`` are included when ``remap_p2v`` is set.
+    """
+    with (resources.data_dir("profiles") / "clones.toml").open("rb") as f:
+        rows = tomllib.load(f)["clone"]
+    table = []
+    for row in rows:
+        entry = BuiltinClone(
+            card=row["card"],
+            new=parse_pci_id(row["new"]),
+            source=parse_pci_id(row["source"]),
+            source_card=row["source_card"],
+            series=tuple(row["series"]),
+            remap_p2v=bool(row.get("remap_p2v", False)),
+        )
+        if series in entry.series and (remap_p2v or not entry.remap_p2v):
+            table.append(entry)
+    return table
 
 
 def keys(config: VgpuConfig) -> list[str]:

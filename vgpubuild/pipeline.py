@@ -35,10 +35,11 @@ from vgpubuild.outfolder import check_dest, move_run, prepare_out, sigint_deferr
 from vgpubuild.patcher import check_expectations, fetch_patcher, output_name, run_patch
 from vgpubuild.patchseries import apply_patches
 from vgpubuild.plan import BuildPlan, resolve
+from vgpubuild.profiles.edits import apply_build_edits
+from vgpubuild.profiles.settings import parse_clone_map, parse_overrides
 from vgpubuild.runfile import check_run
 from vgpubuild.sources import obtain
 from vgpubuild.unpack import TARGET_INPUTS, extract_members, zip_members
-from vgpubuild.vgpuconfig import apply_build_edits
 
 
 def build(
@@ -212,5 +213,8 @@ def _edit_vgpuconfig(plan: BuildPlan, tree: Path) -> list[str]:
         )
     # remapP40ProfilesToV100D went to patch.sh as --remap-p2v, as vgpu4nixos does.
     return apply_build_edits(
-        xml, overrides=plan.profile_overrides, clones=plan.copy_profiles, remap_p2v=False
+        xml,
+        overrides=parse_overrides(plan.profile_overrides),
+        clones=parse_clone_map(plan.copy_profiles),
+        remap_p2v=False,
     )

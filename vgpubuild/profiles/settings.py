@@ -1,23 +1,92 @@
-"""Profile overrides: vgpu4nixos's ``profileOverrides.<id>`` applied to vgpuConfig.xml.
+"""The vgpuConfig.xml edits a build asks for, as typed values: parsed once, then passed on.
 
-vgpu4nixos turns each override into ``xmlstarlet ed -P -u '/vgpuconfig/vgpuType[@id="ID"]/ELEM/text()' -v VALUE``;
-this module computes the same values with the same formulas and writes the same strings
-(hex in upper case, as nixpkgs ``lib.toHexString`` gives), but loudly: an unknown profile
-id is an error naming the closest ids, an element that is missing is created and reported
-instead of silently skipped, values are range-checked, and ``enableCuda`` (declared by
-vgpu4nixos, never applied) is written to :data:`~vgpubuild.vgpuconfig.CUDA_ELEMENT`.
+``copyVGPUProfiles`` (``{"NEW:SUB": "SRC:SUB"}``) becomes ``(new, source)`` :class:`PciId`
+pairs and ``profileOverrides`` (``{"333": {"vramAllocation": 3584}}``) becomes
+:class:`ProfileOverride` values by profile id. The build config, the command line and the
+vgpu_unlock-rs importer all go through these parsers, so one rule decides what is valid.
+No lxml here: checking a configuration never loads the XML parser.
+
+vgpu4nixos turns each override into ``xmlstarlet ed -u .../ELEM/text() -v VALUE``; the
+values here follow its formulas and spelling (hex in upper case, as nixpkgs
+``lib.toHexString`` gives), with ranges checked.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vgpubuild.errors import ConfigError, VgpubuildError, XmlConfigError
-from vgpubuild.vgpuconfig import CUDA_ELEMENT, VgpuConfig, parse_number
+from vgpubuild.errors import ConfigError, VgpubuildError
+from vgpubuild.vgpuconfig.vocabulary import CUDA_ELEMENT, MIB, to_hex
+
+_PCI_PAIR = re.compile(r"\s*(?:0[xX])?([0-9A-Fa-f]+)\s*:\s*(?:0[xX])?([0-9A-Fa-f]+)\s*")
+
+
+@dataclass(frozen=True, order=True)
+class PciId:
+    """A physical GPU's ``deviceId`` and ``subsystemId`` (16-bit numbers)."""
+
+    device: int
+    subsystem: int
+
+    def __str__(self) -> str:
+        return f"{self.device:04X}:{self.subsystem:04X}"
+
+    @property
+    def device_hex(self) -> str:
+        return f"0x{self.device:04X}"
+
+    @property
+    def subsystem_hex(self) -> str:
+        return f"0x{self.subsystem:04X}"
+
+
+CloneMap = Sequence[tuple[PciId, PciId]]
+"""``copyVGPUProfiles`` parsed: ``(new card, card copied)`` pairs in the order they run."""
+
+
+def parse_pci_id(text: str, *, error: type[VgpubuildError] = ConfigError) -> PciId:
+    """Parse ``1E07:0000`` or ``0x1E07:0x0`` (hex, any case, any width up to 16 bits)."""
+    match = _PCI_PAIR.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise error(
+            f"{text!r} is not a PCI id pair DEVICE:SUBSYSTEM",
+            hint="Write two hex numbers, e.g. 1E07:0000 or 0x1E30:0x12BA.",
+        )
+    device, subsystem = (int(g, 16) for g in match.groups())
+    if device > 0xFFFF or subsystem > 0xFFFF:
+        raise error(
+            f"PCI id {text!r} is out of range",
+            hint="PCI device and subsystem ids are 16-bit: at most 0xFFFF each.",
+        )
+    return PciId(device, subsystem)
+
+
+def parse_clone_map(
+    table: Mapping[str, str], *, error: type[VgpubuildError] = ConfigError
+) -> list[tuple[PciId, PciId]]:
+    """Validate ``copyVGPUProfiles`` (key: the new card, value: the card copied).
+
+    Returns ``(new, source)`` pairs in the table's order, which is the order they run.
+    """
+    if not isinstance(table, Mapping):
+        raise error('copyVGPUProfiles must be a table like {"1E07:0000" = "1E30:12BA"}')
+    pairs: list[tuple[PciId, PciId]] = []
+    for new_text, src_text in table.items():
+        if not isinstance(src_text, str):
+            raise error(f'copyVGPUProfiles."{new_text}" must be a "DEVICE:SUBSYSTEM" string')
+        new, src = parse_pci_id(new_text, error=error), parse_pci_id(src_text, error=error)
+        if new == src:
+            raise error(
+                f'copyVGPUProfiles."{new_text}" copies the card onto itself',
+                hint="The key is the new card, the value the supported card to copy.",
+            )
+        pairs.append((new, src))
+    return pairs
+
 
 OVERRIDE_KEYS = ("vramAllocation", "heads", "enableCuda", "display", "framerateLimit", "xmlConfig")
 """The option names of vgpu4nixos's ``profileOverrides.<id>`` submodule."""
@@ -33,15 +102,9 @@ FRL_RANGE = (0, 1000)
 """framerateLimit bounds in frames per second; 0 turns the limiter off."""
 
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_MIB = 1048576
 
 ElementValue = str | dict[str, str]
 """An element's new text, or ``{attribute: value}`` for its attributes."""
-
-
-def to_hex(value: int) -> str:
-    """``0x`` + upper-case hex digits, as vgpu4nixos writes (nixpkgs ``lib.toHexString``)."""
-    return f"0x{value:X}"
 
 
 def vram_values(mib: int) -> dict[str, str]:
@@ -51,7 +114,7 @@ def vram_values(mib: int) -> dict[str, str]:
     ``framebuffer = profileSize - fbReservation``; 3584 gives 0xE0000000, 0x12000000 and
     0xCE000000.
     """
-    size = mib * _MIB
+    size = mib * MIB
     reservation = 134217728 + (mib - 1024) * 65536
     return {
         "profileSize": to_hex(size),
@@ -248,44 +311,3 @@ def _scalar(value: Any, where: str, error: type[VgpubuildError]) -> str:
             hint='Write the text exactly as it goes in the XML, e.g. "0x3C" or "1".',
         )
     return str(value)
-
-
-def apply_overrides(config: VgpuConfig, overrides: Mapping[int, ProfileOverride]) -> list[str]:
-    """Apply validated overrides; returns one line per changed or created value.
-
-    Every id is checked before anything changes, so an unknown id leaves ``config``
-    untouched.
-    """
-    targets = {pid: config.find_type(pid) for pid in sorted(overrides)}
-    changes: list[str] = []
-    for pid, el in targets.items():
-        label = f"nvidia-{pid} ({el.get('name', '?')})"
-        for name, value in overrides[pid].elements().items():
-            child, created = config.ensure_child(el, name)
-            if isinstance(value, str):
-                old = config.set_text(child, value)
-                if created:
-                    changes.append(f"{label}: created <{name}>{value}</{name}>")
-                elif old != value:
-                    changes.append(f"{label}: {name} {old} -> {value}")
-                continue
-            if created:
-                changes.append(f"{label}: created <{name}>")
-            for attr, attr_value in value.items():
-                old = config.set_attr(child, attr, attr_value)
-                if old is None:
-                    changes.append(f"{label}: {name}@{attr} created = {attr_value}")
-                elif old != attr_value:
-                    changes.append(f"{label}: {name}@{attr} {old} -> {attr_value}")
-        _check_framebuffer(el, label)
-    return changes
-
-
-def _check_framebuffer(el: Any, label: str) -> None:
-    framebuffer = el.find("framebuffer")
-    value = None if framebuffer is None else parse_number(framebuffer.text)
-    if framebuffer is not None and (value is None or value <= 0):
-        raise XmlConfigError(
-            f"{label}: framebuffer would be {framebuffer.text!r}, not a positive size",
-            hint="Use vramAllocation (framebuffer is derived) or give a positive hex size.",
-        )
