@@ -126,10 +126,11 @@ def test_missing_element_is_created_and_reported() -> None:
 def test_unknown_option_names_the_closest_key() -> None:
     with pytest.raises(ConfigError, match=r"vramAlocation") as err:
         parse_overrides({"333": {"vramAlocation": 3584}})
-    assert err.value.hint is not None and "Did you mean 'vramAllocation'?" in err.value.hint
+    hint = "Did you mean 'profileOverrides.333.vramAllocation'?"
+    assert err.value.hint is not None and hint in err.value.hint
     with pytest.raises(ConfigError) as err:
         parse_overrides({"333": {"display": {"widht": 1}}})
-    assert err.value.hint is not None and "'width'" in err.value.hint
+    assert err.value.hint is not None and "'profileOverrides.333.display.width'" in err.value.hint
 
 
 @pytest.mark.parametrize(

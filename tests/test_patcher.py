@@ -25,7 +25,6 @@ from vgpubuild.patcher import (
     GPL_FLAGS,
     check_expectations,
     check_tools,
-    choose_target,
     fetch_patcher,
     patch_args,
     read_expectations,
@@ -34,6 +33,7 @@ from vgpubuild.patcher import (
     validate_options,
 )
 from vgpubuild.runfile import check_run
+from vgpubuild.targets import choose_target
 
 FAST = FetchOptions(attempts=3, retry_wait=0.01, max_retry_wait=0.02, timeout=5, progress=False)
 

@@ -23,6 +23,8 @@ from vgpubuild.config import BuildConfig
 from vgpubuild.demo import DEMO_RELEASE, DemoInputs
 from vgpubuild.nixhash import Hash
 from vgpubuild.plan import BuildPlan, resolve
+from vgpubuild.profiles.settings import PciId, ProfileOverride
+from vgpubuild.targets import Target
 
 OTHER_HASH = "sha256-" + "A" * 43 + "="
 
@@ -109,9 +111,13 @@ DRIVER_SOURCE_LOCATIONS = {
 }
 
 
+DERIVED = {"clones": "copyVGPUProfiles", "overrides": "profileOverrides"}
+"""Fields parsed from another field (covered through it)."""
+
+
 def test_every_config_field_is_covered() -> None:
     fields = {f.name for f in dataclasses.fields(BuildConfig)}
-    assert fields == set(CHANGES) | set(LOCATIONS)
+    assert fields == set(CHANGES) | set(LOCATIONS) | set(DERIVED)
 
 
 @pytest.mark.parametrize(
@@ -195,15 +201,15 @@ def _mutations(plan: BuildPlan) -> dict[str, Any]:
     return {
         "release": dataclasses.replace(plan.release, general_version="1.2.3"),
         "patcher": dataclasses.replace(plan.patcher, unlock_repo="someone/unlock"),
-        "target": "grid-merge",
+        "target": Target.GRID_MERGE,
         "options": dataclasses.replace(plan.options, extra=("--no-klogtrace",)),
         "patch_sh_args": (*plan.patch_sh_args, "--no-klogtrace"),
         "driver": dataclasses.replace(plan.driver, sha256=Hash.parse(OTHER_HASH)),
         "general": plan.driver,
         "patcher_hash": Hash.parse(OTHER_HASH),
         "patcher_verified": False,
-        "copy_profiles": {"1E07:0000": "1E30:12BA"},
-        "profile_overrides": {"333": {"heads": 2}},
+        "clones": ((PciId(0x1E07, 0), PciId(0x1E30, 0x12BA)),),
+        "overrides": {333: ProfileOverride(heads=2)},
         "patches": plan.patches[1:],
     }
 

@@ -28,23 +28,18 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vgpubuild import log
+from vgpubuild.cache import Cache
+from vgpubuild.catalog import PatcherInfo, Release
 from vgpubuild.errors import HashMismatchError, PatcherError, ToolMissingError, UsageError
+from vgpubuild.fetch import FetchOptions, download
 from vgpubuild.nar import nar_hash
-from vgpubuild.unpack import TARGET_INPUTS, extract_tarball
-
-if TYPE_CHECKING:
-    from vgpubuild.cache import Cache
-    from vgpubuild.catalog import PatcherInfo, Release
-    from vgpubuild.fetch import FetchOptions
-    from vgpubuild.nixhash import Hash
-
-TARGETS: tuple[str, ...] = tuple(TARGET_INPUTS)
-"""The driver targets of ``patch.sh`` (its utility forms ``vcfg``/``remap-p2v`` are not)."""
+from vgpubuild.nixhash import Hash
+from vgpubuild.targets import get_target
+from vgpubuild.unpack import extract_tarball
 
 GPL_FLAGS = ("--enable-nvidia-gpl-for-experimenting", "--force-nvidia-gpl-I-know-it-is-wrong")
 """Added unless ``doNotForceGPLLicense`` (vgpu4nixos's default is to add them)."""
@@ -120,31 +115,6 @@ def require_patcher(release: Release) -> PatcherInfo:
 # ------------------------------------------------------------------ target and options
 
 
-def choose_target(guest: bool, merged: bool, requested: str = "auto") -> str:
-    """The ``patch.sh`` target: vgpu4nixos's rule for ``auto``, else ``requested`` (checked).
-
-    guest -> ``grid``; merged (host with the desktop driver) -> ``general-merge``; else
-    ``vgpu-kvm``. An explicit target that contradicts ``guest``/``merged`` is an error.
-    """
-    rule = "grid" if guest else "general-merge" if merged else "vgpu-kvm"
-    if requested == "auto":
-        return rule
-    if requested not in TARGETS:
-        near = difflib.get_close_matches(requested, TARGETS, n=1)
-        hint = f"Did you mean {near[0]!r}? " if near else ""
-        raise UsageError(
-            f"unknown target {requested!r}",
-            hint=hint + "Targets: auto, " + ", ".join(TARGETS) + ".",
-        )
-    if (guest or merged) and requested != rule:
-        flag = "--guest" if guest else "--merged"
-        raise UsageError(
-            f"target {requested!r} contradicts {flag}, which means {rule!r}",
-            hint=f"Drop {flag} or use --target {rule} (or auto).",
-        )
-    return requested
-
-
 def validate_options(options: Iterable[str], series: str) -> None:
     """Refuse any option ``patch.sh`` of driver series ``series`` does not know.
 
@@ -184,8 +154,7 @@ def patch_args(
 ) -> list[str]:
     """The ``patch.sh`` command line after ``patch.sh``, mapped as vgpu4nixos maps it."""
     require_patcher(release)
-    if target not in TARGETS:
-        choose_target(False, False, target)  # raises the unknown-target error
+    checked = get_target(target)
     args: list[str] = [] if do_not_force_gpl else list(GPL_FLAGS)
     if remap_p2v:
         if release.grid_series != "17":
@@ -196,7 +165,7 @@ def patch_args(
         args.append("--remap-p2v")
     validate_options(extra, _series(release))
     args.extend(extra)
-    args.append(target)
+    args.append(checked.value)
     return args
 
 
@@ -274,21 +243,6 @@ def check_expectations(patch_sh: str | os.PathLike[str], release: Release) -> di
                 "(or the release this patcher was written for).",
             )
     return found
-
-
-def output_name(target: str, expectations: Mapping[str, str]) -> str:
-    """The folder ``patch.sh`` writes for ``target`` given its GNRL/VGPU/GRID/WSYS lines."""
-    gnrl, vgpu, grid = expectations["GNRL"], expectations["VGPU"], expectations["GRID"]
-    source = {
-        "vgpu-kvm": vgpu,
-        "grid": grid,
-        "general": gnrl,
-        "wsys": expectations.get("WSYS", "NVIDIA-Windows-x86_64"),
-        "grid-merge": f"{grid}-vgpu-kvm",
-        "general-merge": f"{gnrl}-merged-vgpu-kvm",
-        "vgpu-kvm-merge": f"{vgpu}-merged",
-    }[target]
-    return f"{source}-patched"
 
 
 # ----------------------------------------------------------------- getting a patcher
@@ -371,8 +325,6 @@ def fetch_patcher(
     result against ``info.sha256``, which is how the catalog hash was made. Only a tree that
     verified is renamed into the cache.
     """
-    from vgpubuild.fetch import download
-
     final = patcher_cache_dir(cache, info.sha256)
     if (final / "patch.sh").is_file():
         return final
@@ -531,7 +483,7 @@ def run_patch(
         raise PatcherError(
             f"patch.sh {target} left rejected hunks: " + ", ".join(rejects[:5]), hint=where
         )
-    output = staging / output_name(target, expectations)
+    output = staging / get_target(target).output_name(expectations)
     if not output.is_dir():
         raise PatcherError(
             f"patch.sh {target} exited 0 but did not create {output.name}", hint=where

@@ -32,14 +32,13 @@ from vgpubuild.errors import XmlConfigError
 from vgpubuild.fetch import FetchOptions
 from vgpubuild.nixhash import hash_file
 from vgpubuild.outfolder import check_dest, move_run, prepare_out, sigint_deferred, work_dir
-from vgpubuild.patcher import check_expectations, fetch_patcher, output_name, run_patch
+from vgpubuild.patcher import check_expectations, fetch_patcher, run_patch
 from vgpubuild.patchseries import apply_patches
 from vgpubuild.plan import BuildPlan, resolve
 from vgpubuild.profiles.edits import apply_build_edits
-from vgpubuild.profiles.settings import parse_clone_map, parse_overrides
 from vgpubuild.runfile import check_run
 from vgpubuild.sources import obtain
-from vgpubuild.unpack import TARGET_INPUTS, extract_members, zip_members
+from vgpubuild.unpack import extract_members, zip_members
 
 
 def build(
@@ -110,7 +109,7 @@ def _build(
     # The patcher first: it is small, and a wrong one should stop us before 500 MB move.
     pdir = plan.patcher_tree or fetch_patcher(plan.patcher, cache, fetch_options)
     expectations = check_expectations(pdir / "patch.sh", release)
-    name = output_name(plan.target, expectations)
+    name = plan.target.output_name(expectations)
     dest = out / name
     replace_old = check_dest(dest)
 
@@ -161,7 +160,7 @@ def _inputs(
 ) -> tuple[list[Path], list[dict[str, str]]]:
     """Obtain the verified inputs and lay out the .run files under the names patch.sh wants."""
     release = plan.release
-    roles = TARGET_INPUTS[plan.target]
+    roles = plan.target.inputs
     wanted = {
         "host": (release.host_run_name, release.host_version),
         "guest": (release.guest_run_name, release.guest_version),
@@ -212,9 +211,4 @@ def _edit_vgpuconfig(plan: BuildPlan, tree: Path) -> list[str]:
             hint="Profile overrides and copied profiles apply to host targets only.",
         )
     # remapP40ProfilesToV100D went to patch.sh as --remap-p2v, as vgpu4nixos does.
-    return apply_build_edits(
-        xml,
-        overrides=parse_overrides(plan.profile_overrides),
-        clones=parse_clone_map(plan.copy_profiles),
-        remap_p2v=False,
-    )
+    return apply_build_edits(xml, overrides=plan.overrides, clones=plan.clones, remap_p2v=False)

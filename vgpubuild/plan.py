@@ -29,16 +29,14 @@ from vgpubuild.config import BuildConfig, PatcherOptions
 from vgpubuild.errors import UsageError
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash
-from vgpubuild.patcher import check_tools, choose_target, patch_args, require_patcher, stage_patcher
+from vgpubuild.patcher import check_tools, patch_args, require_patcher, stage_patcher
 from vgpubuild.patchseries import PatchRef, project_patches, user_patch
+from vgpubuild.profiles.settings import CloneMap, OverrideMap
 from vgpubuild.sources import InputSpec, driver_sources
-from vgpubuild.unpack import TARGET_INPUTS
+from vgpubuild.targets import Target, choose_target
 
 KEY_FORMAT = 2
 """Bumped when the description's shape or the cache entry layout changes."""
-
-_GUEST_TARGETS = ("grid", "general", "wsys")
-"""Targets whose tree has no vgpuConfig.xml (so no profile overrides or clones)."""
 
 _LOCATION = {"location": True}
 """Field metadata: where something is, not what it is; left out of the description."""
@@ -50,7 +48,7 @@ class BuildPlan:
 
     release: Release
     patcher: PatcherInfo
-    target: str
+    target: Target
     options: PatcherOptions
     patch_sh_args: tuple[str, ...]
     driver: InputSpec | None
@@ -59,8 +57,10 @@ class BuildPlan:
     """The consumer driver the merged targets combine with the vGPU one."""
     patcher_hash: Hash
     patcher_verified: bool
-    copy_profiles: Mapping[str, str]
-    profile_overrides: Mapping[str, Mapping[str, Any]]
+    clones: CloneMap
+    """``copyVGPUProfiles``, parsed."""
+    overrides: OverrideMap
+    """``profileOverrides``, parsed."""
     patches: tuple[PatchRef, ...]
     """The project's series, then the user's patches, in the order they are applied."""
     search_path: str = field(default="", metadata=_LOCATION)
@@ -89,7 +89,7 @@ class BuildPlan:
                 "guest_version": r.guest_version,
                 "general_version": r.general_version,
             },
-            "target": self.target,
+            "target": self.target.value,
             "options": {
                 "doNotForceGPLLicense": self.options.doNotForceGPLLicense,
                 "remapP40ProfilesToV100D": self.options.remapP40ProfilesToV100D,
@@ -98,8 +98,8 @@ class BuildPlan:
             },
             "inputs": [s.record() for s in (self.driver, self.general) if s is not None],
             "patcher": patcher,
-            "copyVGPUProfiles": dict(self.copy_profiles),
-            "profileOverrides": {k: dict(v) for k, v in self.profile_overrides.items()},
+            "copyVGPUProfiles": {str(new): str(src) for new, src in self.clones},
+            "profileOverrides": {str(i): o.to_mapping() for i, o in sorted(self.overrides.items())},
             "patches": [p.record() for p in self.patches],
         }
 
@@ -130,7 +130,7 @@ class BuildPlan:
 
     @property
     def edits_vgpuconfig(self) -> bool:
-        return bool(self.profile_overrides or self.copy_profiles)
+        return bool(self.overrides or self.clones)
 
 
 def resolve(
@@ -163,7 +163,7 @@ def resolve(
         target, opts.doNotForceGPLLicense, opts.remapP40ProfilesToV100D, opts.extra, release
     )
     search_path = check_tools(target, args)
-    if (config.profileOverrides or config.copyVGPUProfiles) and target in _GUEST_TARGETS:
+    if (config.overrides or config.clones) and not target.has_vgpuconfig:
         raise UsageError(
             f"profile overrides and copied profiles need a host driver, but target {target!r} "
             "has no vgpuConfig.xml",
@@ -190,8 +190,8 @@ def resolve(
         general=general,
         patcher_hash=patcher_hash,
         patcher_verified=verified,
-        copy_profiles=config.copyVGPUProfiles,
-        profile_overrides=config.profileOverrides,
+        clones=config.clones,
+        overrides=config.overrides,
         patches=tuple(patches),
         search_path=search_path,
         patcher_tree=staged,
@@ -199,19 +199,13 @@ def resolve(
 
 
 def _driver_inputs(
-    config: BuildConfig, release: Release, target: str
+    config: BuildConfig, release: Release, target: Target
 ) -> tuple[InputSpec | None, InputSpec | None]:
     """The driver and consumer-driver inputs ``target`` reads, by vgpu4nixos's rules."""
-    roles = TARGET_INPUTS[target]
-    ds = config.driverSource
+    roles = target.inputs
     specs = driver_sources(
         release,
-        {
-            "name": ds.name,
-            "url": ds.url,
-            "sha256": ds.sha256,
-            "curlOptsList": list(ds.curlOptsList),
-        },
+        config.driverSource,
         guest=config.guest or ("guest" in roles and "host" not in roles),
         zip_path=config.zip,
         merged="general" in roles,

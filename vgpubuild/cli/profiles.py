@@ -407,15 +407,14 @@ def apply_cmd(
     """
     from vgpubuild.config import BuildConfig
     from vgpubuild.profiles.edits import apply_edits
-    from vgpubuild.profiles.settings import parse_clone_map, parse_overrides
 
     _check_destination(output, in_place, dry_run)
     build = BuildConfig.load(Path(config_file))
     config = _load(xml)
     changes = apply_edits(
         config,
-        overrides=parse_overrides(build.profileOverrides),
-        clones=parse_clone_map(build.copyVGPUProfiles),
+        overrides=build.overrides,
+        clones=build.clones,
         remap_p2v=remap_p2v,
     )
     _finish(
@@ -483,10 +482,9 @@ def export_unlockrs_cmd(
     """
     from vgpubuild.atomic import atomic_file
     from vgpubuild.config import BuildConfig
-    from vgpubuild.profiles.settings import parse_overrides
     from vgpubuild.profiles.unlockrs import export_unlockrs
 
-    overrides = parse_overrides(BuildConfig.load(Path(config_file)).profileOverrides)
+    overrides = BuildConfig.load(Path(config_file)).overrides
     if xml is not None:
         config = _load(xml)
         for pid in overrides:

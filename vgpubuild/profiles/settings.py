@@ -17,12 +17,16 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from vgpubuild.errors import ConfigError, VgpubuildError
 from vgpubuild.vgpuconfig.vocabulary import CUDA_ELEMENT, MIB, to_hex
 
-_PCI_PAIR = re.compile(r"\s*(?:0[xX])?([0-9A-Fa-f]+)\s*:\s*(?:0[xX])?([0-9A-Fa-f]+)\s*")
+_PCI_PAIR = re.compile(r"(?:0[xX])?([0-9A-Fa-f]+):(?:0[xX])?([0-9A-Fa-f]+)")
+_PCI_DIGITS = 4
+"""PCI device and subsystem ids are 16-bit: at most four hex digits each (``01E07`` is not
+an id, even though its value would fit)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -48,40 +52,75 @@ CloneMap = Sequence[tuple[PciId, PciId]]
 """``copyVGPUProfiles`` parsed: ``(new card, card copied)`` pairs in the order they run."""
 
 
-def parse_pci_id(text: str, *, error: type[VgpubuildError] = ConfigError) -> PciId:
-    """Parse ``1E07:0000`` or ``0x1E07:0x0`` (hex, any case, any width up to 16 bits)."""
-    match = _PCI_PAIR.fullmatch(text) if isinstance(text, str) else None
+@dataclass(frozen=True)
+class _Report:
+    """Where parsed values came from, and which error class a bad one raises.
+
+    ``error`` is :class:`ConfigError` for a file, :class:`~vgpubuild.errors.UsageError` when
+    the values came from the command line; ``source`` names the file in messages.
+    """
+
+    error: type[VgpubuildError] = ConfigError
+    source: str | None = None
+
+    @property
+    def suffix(self) -> str:
+        return f" in {self.source}" if self.source else ""
+
+    def __call__(self, message: str, hint: str | None = None) -> VgpubuildError:
+        return self.error(message, hint=hint)
+
+
+def parse_pci_id(
+    text: str, *, error: type[VgpubuildError] = ConfigError, where: str | None = None
+) -> PciId:
+    """Parse ``1E07:0000`` or ``0x1E07:0x0``: hex, any case, one to four digits each.
+
+    ``where`` (``copyVGPUProfiles entry '1E07'``) leads the message of a bad one.
+    """
+    lead = f"{where}: " if where else ""
+    match = _PCI_PAIR.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
         raise error(
-            f"{text!r} is not a PCI id pair DEVICE:SUBSYSTEM",
+            f"{lead}{text!r} is not a PCI id pair DEVICE:SUBSYSTEM",
             hint="Write two hex numbers, e.g. 1E07:0000 or 0x1E30:0x12BA.",
         )
-    device, subsystem = (int(g, 16) for g in match.groups())
-    if device > 0xFFFF or subsystem > 0xFFFF:
+    if any(len(digits) > _PCI_DIGITS for digits in match.groups()):
         raise error(
-            f"PCI id {text!r} is out of range",
-            hint="PCI device and subsystem ids are 16-bit: at most 0xFFFF each.",
+            f"{lead}PCI id {text!r} is out of range",
+            hint="PCI device and subsystem ids are 16-bit: at most 4 hex digits (0xFFFF) each.",
         )
+    device, subsystem = (int(g, 16) for g in match.groups())
     return PciId(device, subsystem)
 
 
 def parse_clone_map(
-    table: Mapping[str, str], *, error: type[VgpubuildError] = ConfigError
+    table: Mapping[str, str],
+    *,
+    error: type[VgpubuildError] = ConfigError,
+    where: str = "copyVGPUProfiles",
+    source: str | None = None,
 ) -> list[tuple[PciId, PciId]]:
     """Validate ``copyVGPUProfiles`` (key: the new card, value: the card copied).
 
     Returns ``(new, source)`` pairs in the table's order, which is the order they run.
     """
+    report = _Report(error, source)
     if not isinstance(table, Mapping):
-        raise error('copyVGPUProfiles must be a table like {"1E07:0000" = "1E30:12BA"}')
+        raise report(f'{where}{report.suffix} must be a table like {{"1E07:0000" = "1E30:12BA"}}')
     pairs: list[tuple[PciId, PciId]] = []
     for new_text, src_text in table.items():
+        entry = f"{where} entry {new_text!r}{report.suffix}"
         if not isinstance(src_text, str):
-            raise error(f'copyVGPUProfiles."{new_text}" must be a "DEVICE:SUBSYSTEM" string')
-        new, src = parse_pci_id(new_text, error=error), parse_pci_id(src_text, error=error)
+            raise report(
+                f'{entry} must be a "DEVICE:SUBSYSTEM" string',
+                hint='Write it as in vgpu4nixos, e.g. "1E07:0000" = "1E30:12BA".',
+            )
+        new = parse_pci_id(new_text, error=error, where=entry)
+        src = parse_pci_id(src_text, error=error, where=entry)
         if new == src:
-            raise error(
-                f'copyVGPUProfiles."{new_text}" copies the card onto itself',
+            raise report(
+                f"{entry} copies the card onto itself",
                 hint="The key is the new card, the value the supported card to copy.",
             )
         pairs.append((new, src))
@@ -90,6 +129,8 @@ def parse_clone_map(
 
 OVERRIDE_KEYS = ("vramAllocation", "heads", "enableCuda", "display", "framerateLimit", "xmlConfig")
 """The option names of vgpu4nixos's ``profileOverrides.<id>`` submodule."""
+DISPLAY_KEYS = ("width", "height")
+"""The options of ``profileOverrides.<id>.display``."""
 
 VRAM_MIB_RANGE = (512, 262144)
 """vramAllocation bounds in MiB: NVIDIA's smallest profile (512 MiB) to 256 GiB. Below
@@ -173,91 +214,85 @@ class ProfileOverride:
         return out
 
 
+OverrideMap = Mapping[int, ProfileOverride]
+"""``profileOverrides`` parsed: an override by profile (``vgpuType``) id."""
+
+
 def parse_overrides(
-    table: Mapping[str, Any], *, error: type[VgpubuildError] = ConfigError
-) -> dict[int, ProfileOverride]:
+    table: Mapping[str, Any],
+    *,
+    error: type[VgpubuildError] = ConfigError,
+    where: str = "profileOverrides",
+    source: str | None = None,
+) -> OverrideMap:
     """Validate a ``profileOverrides`` table (``{"333": {"vramAllocation": 3584}}``).
 
-    ``error`` is the class raised for a bad value: :class:`ConfigError` for a file,
-    :class:`~vgpubuild.errors.UsageError` when the values came from the command line.
+    ``where`` is the table's path in messages (``patcher.profileOverrides`` in a build
+    config), ``source`` the file it came from.
     """
+    report = _Report(error, source)
     if not isinstance(table, Mapping):
-        raise error("profileOverrides must be a table of profile ids")
+        raise report(f"{where}{report.suffix} must be a table of profile ids")
     parsed: dict[int, ProfileOverride] = {}
     for key, options in table.items():
-        where = f'profileOverrides."{key}"'
         if not (isinstance(key, str) and key.isdigit()):
-            raise error(
-                f"{where}: the key must be a numeric profile id",
-                hint='Use the vgpuType id, e.g. profileOverrides."333" for profile nvidia-333.',
+            raise report(
+                f"{where} key {key!r}{report.suffix} is not a vgpuType id",
+                hint=f'Use the numeric profile id, e.g. {where}."333" for profile nvidia-333.',
             )
+        path = f"{where}.{key}"
         if not isinstance(options, Mapping):
-            raise error(f"{where} must be a table of options", hint=_options_hint())
-        parsed[int(key)] = _parse_one(options, where, error)
-    return parsed
+            raise report(f"{path}{report.suffix} must be a table of options", hint=_options_hint())
+        parsed[int(key)] = _parse_one(options, path, report)
+    return MappingProxyType(parsed)
 
 
 def _options_hint() -> str:
     return f"Valid options: {', '.join(OVERRIDE_KEYS)}."
 
 
-def _closest(word: str, choices: tuple[str, ...]) -> str:
-    near = difflib.get_close_matches(word, choices, n=1, cutoff=0.4)
-    return f"Did you mean {near[0]!r}? " + _options_hint() if near else _options_hint()
-
-
-def _parse_one(
-    options: Mapping[str, Any], where: str, error: type[VgpubuildError]
-) -> ProfileOverride:
-    unknown = [k for k in options if k not in OVERRIDE_KEYS]
+def _check_keys(
+    table: Mapping[str, Any], valid: tuple[str, ...], path: str, report: _Report
+) -> None:
+    unknown = [str(k) for k in table if k not in valid]
     if unknown:
-        raise error(
-            f"unknown option {where}.{unknown[0]}", hint=_closest(str(unknown[0]), OVERRIDE_KEYS)
-        )
+        near = difflib.get_close_matches(unknown[0], valid, n=1, cutoff=0.4)
+        hint = f"Did you mean {f'{path}.{near[0]}'!r}?" if near else _options_hint()
+        raise report(f"unknown option {f'{path}.{unknown[0]}'!r}{report.suffix}", hint=hint)
+
+
+def _parse_one(options: Mapping[str, Any], path: str, report: _Report) -> ProfileOverride:
+    _check_keys(options, OVERRIDE_KEYS, path, report)
 
     def number(name: str, bounds: tuple[int, int], unit: str) -> int | None:
-        value = options.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise error(f"{where}.{name} must be a whole number, not {value!r}")
-        low, high = bounds
-        if not low <= value <= high:
-            raise error(
-                f"{where}.{name} = {value} is out of range ({low} to {high} {unit})",
-                hint=_RANGE_HINTS.get(name, "Pick a value inside the range."),
-            )
-        return value
+        return _bounded(options.get(name), f"{path}.{name}", bounds, unit, report)
 
     display = options.get("display")
     size: tuple[int, int] | None = None
     if display is not None:
         if not isinstance(display, Mapping):
-            raise error(f"{where}.display must be a table with width and height")
-        extra = [k for k in display if k not in ("width", "height")]
-        if extra:
-            raise error(
-                f"unknown option {where}.display.{extra[0]}",
-                hint=_closest(str(extra[0]), ("width", "height")),
-            )
-        width = _dim(display, "width", where, error)
-        height = _dim(display, "height", where, error)
+            raise report(f"{path}.display{report.suffix} must be a table with width and height")
+        _check_keys(display, DISPLAY_KEYS, f"{path}.display", report)
+        width, height = (
+            _bounded(display.get(side), f"{path}.display.{side}", DISPLAY_RANGE, "pixels", report)
+            for side in DISPLAY_KEYS
+        )
         if (width is None) != (height is None):
-            raise error(
-                f"{where}.display needs both width and height",
+            raise report(
+                f"{path}.display{report.suffix} needs both width and height",
                 hint="maxPixels is width*height, so give both (e.g. 1920x1080).",
             )
         size = None if width is None or height is None else (width, height)
     cuda = options.get("enableCuda")
     if cuda is not None and not isinstance(cuda, bool):
-        raise error(f"{where}.enableCuda must be true or false, not {cuda!r}")
+        raise report(f"{path}.enableCuda{report.suffix} must be true or false, not {cuda!r}")
     return ProfileOverride(
         vram_mib=number("vramAllocation", VRAM_MIB_RANGE, "MiB"),
         heads=number("heads", HEADS_RANGE, "heads"),
         display=size,
         framerate_limit=number("framerateLimit", FRL_RANGE, "frames per second"),
         enable_cuda=cuda,
-        xml_config=_xml_config(options.get("xmlConfig") or {}, where, error),
+        xml_config=_xml_config(options.get("xmlConfig") or {}, f"{path}.xmlConfig", report),
     )
 
 
@@ -265,49 +300,51 @@ _RANGE_HINTS = {
     "vramAllocation": "vramAllocation is the profile's size in MiB, e.g. 3584 for 3.5 GiB.",
     "heads": "heads is the number of virtual displays, usually 1 to 4.",
     "framerateLimit": "Use 0 to turn the frame-rate limiter off.",
+    "width": "NVIDIA's largest profile display is 7680x4320.",
+    "height": "NVIDIA's largest profile display is 7680x4320.",
 }
 
 
-def _dim(
-    display: Mapping[str, Any], name: str, where: str, error: type[VgpubuildError]
+def _bounded(
+    value: Any, path: str, bounds: tuple[int, int], unit: str, report: _Report
 ) -> int | None:
-    value = display.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise error(f"{where}.display.{name} must be a whole number of pixels, not {value!r}")
-    low, high = DISPLAY_RANGE
+        raise report(f"{path}{report.suffix} must be a whole number, not {value!r}")
+    low, high = bounds
     if not low <= value <= high:
-        raise error(
-            f"{where}.display.{name} = {value} is out of range ({low} to {high} pixels)",
-            hint="NVIDIA's largest profile display is 7680x4320.",
+        name = path.rsplit(".", 1)[-1]
+        raise report(
+            f"{path} = {value} is out of range ({low} to {high} {unit}){report.suffix}",
+            hint=_RANGE_HINTS.get(name, "Pick a value inside the range."),
         )
     return value
 
 
-def _xml_config(table: Any, where: str, error: type[VgpubuildError]) -> dict[str, ElementValue]:
+def _xml_config(table: Any, path: str, report: _Report) -> dict[str, ElementValue]:
     if not isinstance(table, Mapping):
-        raise error(f"{where}.xmlConfig must be a table of element names")
+        raise report(f"{path}{report.suffix} must be a table of element names")
     out: dict[str, ElementValue] = {}
     for name, value in table.items():
         if not (isinstance(name, str) and _XML_NAME.fullmatch(name)):
-            raise error(f"{where}.xmlConfig has an invalid element name {name!r}")
+            raise report(f"{path}{report.suffix} has an invalid element name {name!r}")
         if isinstance(value, Mapping):
             attrs: dict[str, str] = {}
             for attr, attr_value in value.items():
                 if not (isinstance(attr, str) and _XML_NAME.fullmatch(attr)):
-                    raise error(f"{where}.xmlConfig.{name} has an invalid attribute {attr!r}")
-                attrs[attr] = _scalar(attr_value, f"{where}.xmlConfig.{name}.{attr}", error)
+                    raise report(f"{path}.{name}{report.suffix} has an invalid attribute {attr!r}")
+                attrs[attr] = _scalar(attr_value, f"{path}.{name}.{attr}", report)
             out[name] = attrs
         else:
-            out[name] = _scalar(value, f"{where}.xmlConfig.{name}", error)
+            out[name] = _scalar(value, f"{path}.{name}", report)
     return out
 
 
-def _scalar(value: Any, where: str, error: type[VgpubuildError]) -> str:
+def _scalar(value: Any, path: str, report: _Report) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise error(
-            f"{where} must be a string or a number, not {value!r}",
+        raise report(
+            f"{path}{report.suffix} must be a string or a number, not {value!r}",
             hint='Write the text exactly as it goes in the XML, e.g. "0x3C" or "1".',
         )
     return str(value)
