@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vgpubuild import __version__, log, progress
-from vgpubuild.cache import Cache, mismatch_error
+from vgpubuild.cache import Cache
 from vgpubuild.credentials import Credentials, default_netrc
 from vgpubuild.errors import NetworkError, OfflineError, OutputError, UsageError
 from vgpubuild.nixhash import Hash
 from vgpubuild.store import check_name
+from vgpubuild.verify import Pinned
 
 if TYPE_CHECKING:
     import httpx
@@ -405,9 +406,9 @@ class _Transfer:
         got = Hash("sha256", self.hasher.digest())
         with contextlib.suppress(FileNotFoundError):
             self.meta_path.unlink()
-        if self.expected is not None and got != self.expected:
-            kept = self.cache.quarantine_file(self.part, got, self.name)
-            raise mismatch_error(self.name, self.expected, got, kept)
+        Pinned(self.expected, self.name).check(
+            got, set_aside=lambda: self.cache.quarantine_file(self.part, got, self.name)
+        )
         path = self.cache.store(self.part, got, self.name)
         self.log.info("downloaded", bytes=self.offset, sha256=got.sri)
         return path

@@ -34,12 +34,12 @@ from pathlib import Path
 from vgpubuild import log
 from vgpubuild.cache import Cache
 from vgpubuild.catalog import PatcherInfo, Release
-from vgpubuild.errors import HashMismatchError, PatcherError, ToolMissingError, UsageError
+from vgpubuild.errors import PatcherError, ToolMissingError, UsageError
 from vgpubuild.fetch import FetchOptions, download
-from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash
 from vgpubuild.targets import get_target
 from vgpubuild.unpack import extract_tarball
+from vgpubuild.verify import Pinned
 
 GPL_FLAGS = ("--enable-nvidia-gpl-for-experimenting", "--force-nvidia-gpl-I-know-it-is-wrong")
 """Added unless ``doNotForceGPLLicense`` (vgpu4nixos's default is to add them)."""
@@ -64,6 +64,7 @@ KNOWN_OPTIONS: dict[str, frozenset[str]] = {
 }
 """Options ``patch.sh`` understands, by driver series (the host driver's major version)."""
 
+_NOT_PINNED = "the tree's NAR hash is not the one the catalog pins"
 _LINUX = "NVIDIA-Linux-x86_64-"
 _EXPECT_LINE = re.compile(r'^(GNRL|VGPU|GRID|WSYS)=["\']?([^"\'\s]+)["\']?\s*(?:#.*)?$')
 _EXPECT_SCAN_LINES = 100
@@ -248,14 +249,6 @@ def check_expectations(patch_sh: str | os.PathLike[str], release: Release) -> di
 # ----------------------------------------------------------------- getting a patcher
 
 
-def _mismatch(what: str, expected: Hash, got: Hash, hint: str) -> HashMismatchError:
-    return HashMismatchError(
-        f"{what} does not have the catalog's NAR hash\n  specified: {expected.sri}\n"
-        f"  got:       {got.sri}",
-        hint=hint,
-    )
-
-
 def stage_patcher(
     source_dir: str | os.PathLike[str],
     expected: Hash | None,
@@ -294,15 +287,12 @@ def stage_patcher(
             "the catalog has no patcher hash to check this patcher against",
             hint="Add the patcher's sha256 to the release, or pass --patcher-unverified.",
         )
-    got = nar_hash(source)
-    if got != expected:
-        raise _mismatch(
-            f"patcher {str(source_dir)!r}",
-            expected,
-            got,
-            "Check out the rev the catalog names with its unlock submodule (git submodule "
-            "update --init), or pass --patcher-unverified to use this tree anyway.",
-        )
+    got = Pinned(expected, f"patcher {str(source_dir)!r}").check_tree(
+        source,
+        note=_NOT_PINNED,
+        hint="Check out the rev the catalog names with its unlock submodule (git submodule "
+        "update --init), or pass --patcher-unverified to use this tree anyway.",
+    )
     logger.info("patcher verified", nar_hash=got.sri)
     return source
 
@@ -348,15 +338,13 @@ def fetch_patcher(
                 )
             unlock.mkdir(exist_ok=True)
             extract_tarball(tarballs[1], unlock)
-            got = nar_hash(tree)
-            if got != info.sha256:
-                raise _mismatch(
-                    f"{info.repo} at {info.rev} with {info.unlock_repo} at {info.unlock_rev}",
-                    info.sha256,
-                    got,
-                    "The revs or the hash in the catalog entry are wrong, or the server sent "
-                    "other content; check the release definition.",
-                )
+            subject = f"{info.repo} at {info.rev} with {info.unlock_repo} at {info.unlock_rev}"
+            Pinned(info.sha256, subject).check_tree(
+                tree,
+                note=_NOT_PINNED,
+                hint="The revs or the hash in the catalog entry are wrong, or the server sent "
+                "other content; check the release definition.",
+            )
             os.replace(tree, final)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vgpubuild import log
-from vgpubuild.cache import Cache, mismatch_error
+from vgpubuild.cache import Cache
 from vgpubuild.catalog import LINUX_RUN_PREFIX, Release
 from vgpubuild.config import DriverSource
 from vgpubuild.credentials import parse_curl_opts
 from vgpubuild.errors import ConfigError, InputError, SourceNotFoundError, UsageError
 from vgpubuild.fetch import FetchOptions, download, is_url
-from vgpubuild.nixhash import Hash, hash_file
+from vgpubuild.nixhash import Hash
 from vgpubuild.store import fixed_output_path
+from vgpubuild.verify import Pinned
 
 NVIDIA_PORTAL = "https://www.nvidia.com/object/vGPU-software-driver.html"
 GUEST_URL = "https://storage.googleapis.com/nvidia-drivers-us-public/GRID/vGPU{grid}/{name}"
@@ -93,9 +94,12 @@ def _from_nix_store(spec: InputSpec) -> Path | None:
     path = Path(spec.store_path())
     if not path.is_file():
         return None
-    got = hash_file(path)
-    if got != spec.sha256:  # only a corrupted store gets here; never use it
-        raise mismatch_error(spec.name, spec.sha256, got, path)
+    Pinned(spec.sha256, spec.name).check_file(  # only a corrupted store fails; never use it
+        path,
+        note=f"the copy at {path} is damaged and was not used",
+        hint="Repair the store (nix-store --verify --check-contents --repair) or delete "
+        "that path.",
+    )
     return path
 
 
