@@ -4,9 +4,11 @@
 
     plan: release, target, patch.sh options, tools, pinned input hashes   (plan.py; fail fast)
     -> build key -> cached artifact? done                                   (artifactcache.py)
-    -> patcher (verified tree) -> its GNRL/VGPU/GRID lines vs the release   (patcher.py)
+    -> patcher (verified tree) -> its GNRL/VGPU/GRID lines vs the release   (patchertree.py)
+    -> patch.sh's options and tools checked                                 (patchsh.py)
     -> inputs (obtained verified) -> only the needed zip members -> .run checks
-    -> patch.sh -> vgpuConfig.xml edits -> project patches/ + --patch files  (patchseries.py)
+    -> patch.sh run and judged                                              (patchrun.py)
+    -> vgpuConfig.xml edits (profiles/) -> project patches/ + --patch files  (patchseries.py)
     -> artifact (deterministic, manifest, NAR hash, store path) renamed into --out
 
 All scratch work happens in a hidden folder inside ``--out`` (:mod:`vgpubuild.outfolder`).
@@ -32,8 +34,10 @@ from vgpubuild.errors import XmlConfigError
 from vgpubuild.fetch import FetchOptions
 from vgpubuild.nixhash import hash_file
 from vgpubuild.outfolder import check_dest, move_run, prepare_out, sigint_deferred, work_dir
-from vgpubuild.patcher import check_expectations, fetch_patcher, run_patch
+from vgpubuild.patchertree import fetch_patcher
+from vgpubuild.patchrun import run_patch
 from vgpubuild.patchseries import apply_patches
+from vgpubuild.patchsh import check_expectations
 from vgpubuild.plan import BuildPlan, resolve
 from vgpubuild.profiles.edits import apply_build_edits
 from vgpubuild.runfile import check_run

@@ -29,8 +29,9 @@ from vgpubuild.config import BuildConfig, PatcherOptions
 from vgpubuild.errors import UsageError
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash
-from vgpubuild.patcher import check_tools, patch_args, require_patcher, stage_patcher
+from vgpubuild.patchertree import require_patcher, stage_patcher
 from vgpubuild.patchseries import PatchRef, project_patches, user_patch
+from vgpubuild.patchsh import check_tools, patch_args
 from vgpubuild.profiles.settings import CloneMap, OverrideMap
 from vgpubuild.sources import InputSpec, driver_sources
 from vgpubuild.targets import Target, choose_target
