@@ -26,7 +26,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import xmlgen  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from vgpubuild.vgpuconfig import VgpuConfig, apply_build_edits  # noqa: E402
+from vgpubuild.profiles.edits import apply_build_edits  # noqa: E402
+from vgpubuild.profiles.settings import parse_clone_map, parse_overrides  # noqa: E402
+from vgpubuild.vgpuconfig.model import VgpuConfig  # noqa: E402
 
 RUNS = 5
 
@@ -118,6 +120,7 @@ def main() -> None:
             lines += [f"framerateLimit = {o['framerateLimit']}"]
         config_toml.write_text("\n".join(lines) + "\n")
         table_clones = {new: f"{dev[2:]}:{int(sub, 16):04X}" for (dev, sub), new in clones}
+        typed_overrides, typed_clones = parse_overrides(overrides), parse_clone_map(table_clones)
 
         ours_out, ref_out, lib_out = tmp / "ours.xml", tmp / "ref.xml", tmp / "lib.xml"
         cli = [sys.executable, "-m", "vgpubuild", "profiles", "apply", str(config_toml)]
@@ -128,7 +131,7 @@ def main() -> None:
 
         def ours_lib() -> None:
             shutil.copyfile(src, lib_out)
-            apply_build_edits(lib_out, overrides=overrides, clones=table_clones)
+            apply_build_edits(lib_out, overrides=typed_overrides, clones=typed_clones)
 
         def chain(per_value: bool):  # type: ignore[no-untyped-def]
             def go() -> None:

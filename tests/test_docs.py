@@ -28,13 +28,15 @@ def _leaf_keys(schema: dict[str, object], prefix: str = "") -> list[str]:
 
 def test_readme_migration_guide_covers_every_module_option() -> None:
     """Each option a vgpu4nixos config can hold appears in the README's migration table."""
-    from vgpubuild.config import _OVERRIDE_SCHEMA, _SCHEMA
+    from vgpubuild.config import _SCHEMA
+    from vgpubuild.profiles.settings import DISPLAY_KEYS, OVERRIDE_KEYS
 
     guide = README[README.index("### Migrating from vgpu4nixos") :]
     module_options = [
         k for k in _leaf_keys(_SCHEMA)
         if k.startswith(("patcher.", "driverSource.", "griddUnlock.enable"))
     ]
-    module_options += [f"profileOverrides.\"ID\".{k}" for k in _leaf_keys(_OVERRIDE_SCHEMA)]
+    override_options = [*OVERRIDE_KEYS, *(f"display.{side}" for side in DISPLAY_KEYS)]
+    module_options += [f"profileOverrides.\"ID\".{k}" for k in override_options]
     missing = [k for k in module_options if k.split(".")[-1] not in guide]
     assert not missing, f"README migration guide misses {missing}"

@@ -18,9 +18,10 @@ from test_gpus import GTX1080TI, P40, RTX2070S
 
 from vgpubuild.catalog import get_release
 from vgpubuild.config import BuildConfig
+from vgpubuild.profiles.clones import vcfgclone
+from vgpubuild.profiles.settings import PciId
 from vgpubuild.runfile import make_run
-from vgpubuild.vcfgclone import PciId, vcfgclone
-from vgpubuild.vgpuconfig import VgpuConfig
+from vgpubuild.vgpuconfig.model import VgpuConfig
 
 TINY = xmlgen.tiny()
 MIB = 1 << 20

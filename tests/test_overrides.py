@@ -9,9 +9,12 @@ import pytest
 import xmlgen
 
 from vgpubuild.errors import ConfigError, UsageError, XmlConfigError
-from vgpubuild.overrides import apply_overrides, parse_overrides, to_hex, vram_values
-from vgpubuild.unlockrs import export_unlockrs, import_unlockrs
-from vgpubuild.vgpuconfig import CUDA_ELEMENT, VgpuConfig, apply_build_edits
+from vgpubuild.profiles.edits import apply_build_edits
+from vgpubuild.profiles.overrides import apply_overrides
+from vgpubuild.profiles.settings import parse_clone_map, parse_overrides, vram_values
+from vgpubuild.profiles.unlockrs import export_unlockrs, import_unlockrs
+from vgpubuild.vgpuconfig.model import VgpuConfig
+from vgpubuild.vgpuconfig.vocabulary import CUDA_ELEMENT, to_hex
 
 TINY = xmlgen.tiny()
 
@@ -123,10 +126,11 @@ def test_missing_element_is_created_and_reported() -> None:
 def test_unknown_option_names_the_closest_key() -> None:
     with pytest.raises(ConfigError, match=r"vramAlocation") as err:
         parse_overrides({"333": {"vramAlocation": 3584}})
-    assert err.value.hint is not None and "Did you mean 'vramAllocation'?" in err.value.hint
+    hint = "Did you mean 'profileOverrides.333.vramAllocation'?"
+    assert err.value.hint is not None and hint in err.value.hint
     with pytest.raises(ConfigError) as err:
         parse_overrides({"333": {"display": {"widht": 1}}})
-    assert err.value.hint is not None and "'width'" in err.value.hint
+    assert err.value.hint is not None and "'profileOverrides.333.display.width'" in err.value.hint
 
 
 @pytest.mark.parametrize(
@@ -182,7 +186,11 @@ def test_unknown_id_leaves_the_file_untouched_and_names_closest(tmp_path: Path) 
     xml = tmp_path / "vgpuConfig.xml"
     xml.write_bytes(TINY)
     with pytest.raises(XmlConfigError, match="no profile") as err:
-        apply_build_edits(xml, overrides={"333": {"heads": 1}, "150": {"heads": 1}}, clones={})
+        apply_build_edits(
+            xml,
+            overrides=parse_overrides({"333": {"heads": 1}, "150": {"heads": 1}}),
+            clones=(),
+        )
     assert err.value.hint is not None and "123" in err.value.hint
     assert xml.read_bytes() == TINY
 
@@ -192,8 +200,8 @@ def test_apply_build_edits_runs_clones_then_overrides_in_place(tmp_path: Path) -
     xml.write_bytes(TINY)
     changes = apply_build_edits(
         xml,
-        overrides={"333": {"vramAllocation": 3584}},
-        clones={"1E07:0000": "1E30:12BA"},
+        overrides=parse_overrides({"333": {"vramAllocation": 3584}}),
+        clones=parse_clone_map({"1E07:0000": "1E30:12BA"}),
     )
     assert changes[0] == "pgpu 1E07:0000: cloned from 1E30:12BA (32 profiles)"
     assert changes[1:4] == [
@@ -210,7 +218,7 @@ def test_apply_build_edits_with_nothing_to_do_leaves_the_file_alone(tmp_path: Pa
     xml = tmp_path / "vgpuConfig.xml"
     xml.write_bytes(TINY)
     before = xml.stat().st_mtime_ns
-    assert apply_build_edits(xml, overrides={}, clones={}) == []
+    assert apply_build_edits(xml, overrides={}, clones=()) == []
     assert xml.stat().st_mtime_ns == before
 
 

@@ -21,19 +21,18 @@ from vgpubuild.demo import DemoInputs, make_demo_inputs, make_patcher_tarballs
 from vgpubuild.errors import HashMismatchError, PatcherError, ToolMissingError, UsageError
 from vgpubuild.fetch import FetchOptions
 from vgpubuild.nar import nar_hash
-from vgpubuild.patcher import (
+from vgpubuild.patchertree import fetch_patcher, stage_patcher
+from vgpubuild.patchrun import run_patch
+from vgpubuild.patchsh import (
     GPL_FLAGS,
     check_expectations,
     check_tools,
-    choose_target,
-    fetch_patcher,
     patch_args,
     read_expectations,
-    run_patch,
-    stage_patcher,
     validate_options,
 )
 from vgpubuild.runfile import check_run
+from vgpubuild.targets import choose_target
 
 FAST = FetchOptions(attempts=3, retry_wait=0.01, max_retry_wait=0.02, timeout=5, progress=False)
 

@@ -11,7 +11,7 @@ import pytest
 import xmlgen
 from conftest import run_cli
 
-from vgpubuild.vgpuconfig import VgpuConfig
+from vgpubuild.vgpuconfig.model import VgpuConfig
 
 TINY = xmlgen.tiny()
 COMMANDS = [
@@ -191,6 +191,7 @@ def test_clone_and_patch(xml: Path, tmp_path: Path) -> None:
     [
         ("0x1E07:0x10000=0x1E30:0x12BA", 2, "out of range"),
         ("0x1E07=0x1E30:0x12BA", 2, "not a PCI id pair"),
+        ("01E07:0000=0x1E30:0x12BA", 2, "out of range"),
         ("0x1E07:0", 2, "is not NEW=SRC"),
         ("0x1E07:0=0x1E31:0x12BA", 8, "no enabled pGPU 1E31:12BA"),
     ],

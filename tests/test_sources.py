@@ -14,6 +14,7 @@ from httpserver import FaultServer
 
 from vgpubuild.cache import Cache
 from vgpubuild.catalog import get_release
+from vgpubuild.config import BuildConfig, DriverSource
 from vgpubuild.errors import (
     ConfigError,
     HashMismatchError,
@@ -131,7 +132,7 @@ def test_host_takes_the_grid_zip() -> None:
 
 
 def test_guest_takes_the_public_grid_run() -> None:
-    (spec,) = driver_sources(R, {"name": "", "url": "", "sha256": None}, guest=True, zip_path=None)
+    (spec,) = driver_sources(R, DriverSource(), guest=True, zip_path=None)
     assert spec.name == "NVIDIA-Linux-x86_64-550.90.07-grid.run"
     assert spec.sha256 == R.guest_sha256
     assert spec.url == R.guest_url
@@ -141,7 +142,7 @@ def test_a_driver_source_hash_means_a_run_file() -> None:
     h = sha(b"my run").sri
     (spec,) = driver_sources(
         R,
-        {"url": "https://files.example/d.run", "sha256": h, "curlOptsList": ["-u", "a:b"]},
+        DriverSource(url="https://files.example/d.run", sha256=h, curlOptsList=("-u", "a:b")),
         guest=False,
         zip_path=None,
     )
@@ -149,13 +150,13 @@ def test_a_driver_source_hash_means_a_run_file() -> None:
     assert spec.sha256.sri == h and spec.url == "https://files.example/d.run"
     assert spec.curl_opts == ("-u", "a:b")
     with pytest.raises(ConfigError, match=r"a \.run is expected"):
-        driver_sources(R, {"name": "x.zip", "sha256": h}, guest=False, zip_path=None)
+        driver_sources(R, DriverSource(name="x.zip", sha256=h), guest=False, zip_path=None)
     with pytest.raises(ConfigError, match=r"not a \.zip"):
-        driver_sources(R, {"name": "x.run"}, guest=False, zip_path=None)
+        driver_sources(R, DriverSource(name="x.run"), guest=False, zip_path=None)
 
 
 def test_guest_from_a_zip_name_takes_the_zip_hash() -> None:
-    (spec,) = driver_sources(R, {"name": R.zip_name}, guest=True, zip_path=None)
+    (spec,) = driver_sources(R, DriverSource(name=R.zip_name), guest=True, zip_path=None)
     assert (spec.name, spec.sha256, spec.url) == (R.zip_name, R.zip_sha256, None)
 
 
@@ -165,7 +166,9 @@ def test_zip_location_as_path_or_url() -> None:
     (by_url,) = driver_sources(R, None, guest=False, zip_path="https://me.example/g.zip")
     assert by_url.url == "https://me.example/g.zip" and by_url.name == R.zip_name
     with pytest.raises(UsageError):
-        driver_sources(R, {"sha256": sha(b"x").sri}, guest=False, zip_path="/tmp/grid.zip")
+        driver_sources(
+            R, DriverSource(sha256=sha(b"x").sri), guest=False, zip_path="/tmp/grid.zip"
+        )
 
 
 def test_merged_adds_the_general_driver() -> None:
@@ -178,10 +181,11 @@ def test_merged_adds_the_general_driver() -> None:
 
 
 def test_driver_source_unknown_key_and_empty_hash() -> None:
-    with pytest.raises(ConfigError, match="Did you mean 'curlOptsList'"):
-        driver_sources(R, {"curlOptList": []}, guest=False, zip_path=None)
+    # Keys are checked once, where the config is read (the typed value has no other keys).
+    with pytest.raises(ConfigError, match=r"Did you mean 'driverSource\.curlOptsList'"):
+        BuildConfig.from_mapping({"driverSource": {"curlOptList": []}})
     with pytest.raises(ConfigError, match="prefetch"):
-        driver_sources(R, {"sha256": ""}, guest=False, zip_path=None)
+        driver_sources(R, DriverSource(sha256=""), guest=False, zip_path=None)
 
 
 # -- the add and fetch commands --------------------------------------------------------------

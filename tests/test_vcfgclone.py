@@ -2,24 +2,56 @@
 
 from __future__ import annotations
 
+import tomllib
+from dataclasses import dataclass
+
 import pytest
 import xmlgen
 from lxml import etree
 
+from vgpubuild import resources
+from vgpubuild.config import BuildConfig
 from vgpubuild.errors import ConfigError, UsageError, XmlConfigError
-from vgpubuild.vcfgclone import (
-    PciId,
-    builtin_clones,
-    copy_profiles,
-    parse_clone_map,
-    parse_pci_id,
-    remap_p2v_profiles,
-    vcfgclone,
-    vcfgpatch,
-)
-from vgpubuild.vgpuconfig import VgpuConfig
+from vgpubuild.profiles.clones import copy_profiles, vcfgclone, vcfgpatch
+from vgpubuild.profiles.remap import remap_p2v_profiles
+from vgpubuild.profiles.settings import PciId, parse_clone_map, parse_pci_id
+from vgpubuild.vgpuconfig.model import VgpuConfig
 
 TINY = xmlgen.tiny()
+
+
+@dataclass(frozen=True)
+class BuiltinClone:
+    """One line of VUP's built-in clone list (``profiles/clones.toml``)."""
+
+    card: str
+    new: PciId
+    source: PciId
+    source_card: str
+    series: tuple[str, ...]
+    remap_p2v: bool
+
+
+def builtin_clones(series: str, *, remap_p2v: bool = False) -> list[BuiltinClone]:
+    """VUP's built-in clones for a driver series (``"550"``), as the data file lists them.
+
+    Lines that VUP runs only with ``--remap-p2v`` are included when ``remap_p2v`` is set.
+    """
+    with (resources.data_dir("profiles") / "clones.toml").open("rb") as f:
+        rows = tomllib.load(f)["clone"]
+    table = []
+    for row in rows:
+        entry = BuiltinClone(
+            card=row["card"],
+            new=parse_pci_id(row["new"]),
+            source=parse_pci_id(row["source"]),
+            source_card=row["source_card"],
+            series=tuple(row["series"]),
+            remap_p2v=bool(row.get("remap_p2v", False)),
+        )
+        if series in entry.series and (remap_p2v or not entry.remap_p2v):
+            table.append(entry)
+    return table
 
 
 def keys(config: VgpuConfig) -> list[str]:
@@ -32,7 +64,6 @@ def keys(config: VgpuConfig) -> list[str]:
         ("1E07:0000", PciId(0x1E07, 0)),
         ("0x1e07:0x0", PciId(0x1E07, 0)),
         ("0X1E30:0x12ba", PciId(0x1E30, 0x12BA)),
-        ("0x00001E30:12BA", PciId(0x1E30, 0x12BA)),
     ],
 )
 def test_pci_ids_parse_as_numbers(text: str, expected: PciId) -> None:
@@ -48,6 +79,10 @@ def test_pci_ids_parse_as_numbers(text: str, expected: PciId) -> None:
         ("-1:0", "is not a PCI id pair"),
         ("1E07:10000", "out of range"),
         ("0x12345:0", "out of range"),
+        # More than four hex digits is not a 16-bit id, even when the value would fit; the
+        # build config has always refused these, and now every parser does.
+        ("01E07:0000", "out of range"),
+        ("0x00001E30:12BA", "out of range"),
     ],
 )
 def test_malformed_or_out_of_range_pci_ids_are_errors(text: str, words: str) -> None:
@@ -56,6 +91,17 @@ def test_malformed_or_out_of_range_pci_ids_are_errors(text: str, words: str) -> 
     assert err.value.hint is not None
     with pytest.raises(UsageError):
         parse_pci_id(text, error=UsageError)
+
+
+@pytest.mark.parametrize("pair", ["01E07:0000", "1E07:00000", "0x01E07:0x0"])
+def test_a_five_digit_pci_id_is_refused_by_every_parser(pair: str) -> None:
+    """copyVGPUProfiles from a file, --clone, profiles clone: one parser, one rule."""
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_pci_id(pair)
+    with pytest.raises(UsageError, match="out of range"):
+        parse_clone_map({pair: "1E30:12BA"}, error=UsageError)
+    with pytest.raises(ConfigError, match=r"patcher\.copyVGPUProfiles entry .* out of range"):
+        BuildConfig.from_mapping({"patcher": {"copyVGPUProfiles": {"1E30:12BA": pair}}})
 
 
 def test_clone_matches_mixed_hex_case_and_adds_copy_after_source() -> None:

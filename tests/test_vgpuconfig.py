@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from vgpubuild.errors import InputError, XmlConfigError
-from vgpubuild.vgpuconfig import VgpuConfig, parse_number
+from vgpubuild.vgpuconfig.model import VgpuConfig
+from vgpubuild.vgpuconfig.vocabulary import parse_number
 
 TINY = xmlgen.tiny()
 

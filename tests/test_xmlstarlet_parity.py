@@ -20,8 +20,10 @@ from conftest import require_tool
 from lxml import etree
 
 from vgpubuild.errors import XmlConfigError
-from vgpubuild.vcfgclone import PciId, vcfgclone
-from vgpubuild.vgpuconfig import VgpuConfig, apply_build_edits
+from vgpubuild.profiles.clones import vcfgclone
+from vgpubuild.profiles.edits import apply_build_edits
+from vgpubuild.profiles.settings import PciId, parse_overrides
+from vgpubuild.vgpuconfig.model import VgpuConfig
 
 DATA = xmlgen.generate(200, 12)
 
@@ -39,7 +41,7 @@ def xmlstarlet(xml: Path, overrides: dict[str, Any]) -> bytes:
 def ours(xml: Path, overrides: dict[str, Any], tmp_path: Path) -> bytes:
     out = tmp_path / "ours.xml"
     shutil.copyfile(xml, out)
-    apply_build_edits(out, overrides=overrides, clones={})
+    apply_build_edits(out, overrides=parse_overrides(overrides), clones=())
     return out.read_bytes()
 
 

@@ -23,6 +23,7 @@ from vgpubuild.atomic import atomic_file
 from vgpubuild.errors import InputError
 from vgpubuild.nar import nar_hash_and_size
 from vgpubuild.nixhash import Hash, hash_file, special_kind
+from vgpubuild.runfile import make_run
 from vgpubuild.store import check_name, fixed_output_path
 
 MANIFEST_NAME = "vgpubuild-manifest.json"
@@ -57,6 +58,49 @@ class RepackedRun:
     @property
     def add_command(self) -> str:
         return f"nix-store --add-fixed sha256 {shlex.quote(str(self.path))}"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build produced and where Nix will put it."""
+
+    artifact: Path
+    nar_hash: Hash
+    nar_size: int
+    store_path: str
+    manifest: dict[str, Any]
+    repacked: RepackedRun | None = None
+    cached: bool = False
+    """True when the artifact came from the input-keyed cache (nothing was rebuilt)."""
+    build_log: Path | None = None
+
+    @property
+    def add_command(self) -> str:
+        return ArtifactInfo(
+            self.artifact, self.nar_hash, self.nar_size, self.store_path
+        ).add_command
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` output of ``vgpubuild patch``."""
+        data: dict[str, Any] = {
+            "artifact": str(self.artifact),
+            "nar_hash": self.nar_hash.sri,
+            "nar_size": self.nar_size,
+            "store_path": self.store_path,
+            "add_command": self.add_command,
+            "cached": self.cached,
+            "build_key": self.manifest.get("build_key"),
+            "build_log": str(self.build_log) if self.build_log else None,
+            "repacked": None,
+        }
+        if self.repacked is not None:
+            data["repacked"] = {
+                "path": str(self.repacked.path),
+                "sha256": self.repacked.flat_hash.sri,
+                "store_path": self.repacked.store_path,
+                "add_command": self.repacked.add_command,
+            }
+        return data
 
 
 def normalise_tree(root: Path, *, build_dirs: Sequence[Path] = ()) -> None:
@@ -143,8 +187,6 @@ def repack(tree: Path, dest: Path, *, version: str, label: str | None = None) ->
     always gives the same file hash and store path. ``sh dest -x`` unpacks to a folder
     named like ``dest`` without ``.run``.
     """
-    from vgpubuild.runfile import make_run
-
     make_run(
         dest,
         tree,
@@ -152,5 +194,10 @@ def repack(tree: Path, dest: Path, *, version: str, label: str | None = None) ->
         version,
         compression="xz",
     )
-    digest = hash_file(dest)
-    return RepackedRun(dest, digest, fixed_output_path(digest, check_name(dest.name), "flat"))
+    return describe_run(dest)
+
+
+def describe_run(path: Path) -> RepackedRun:
+    """Hash a ``.run`` file and compute its flat store path."""
+    digest = hash_file(path)
+    return RepackedRun(path, digest, fixed_output_path(digest, check_name(path.name), "flat"))

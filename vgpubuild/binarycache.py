@@ -35,6 +35,7 @@ from vgpubuild.errors import InputError, OutputError, UsageError
 from vgpubuild.nar import nar_chunks
 from vgpubuild.nixhash import Hash, hash_file
 from vgpubuild.store import check_name, fixed_output_path, store_dir
+from vgpubuild.verify import Pinned
 
 CACHE_PRIORITY = 50
 """Below cache.nixos.org's 40: Nix asks the public cache first, which never has our paths
@@ -183,11 +184,12 @@ def _write_nar(artifact: Path, dest: Path, expected: Hash) -> None:
         for chunk in nar_chunks(artifact):
             digest.update(chunk)
             f.write(chunk)
-        if digest.digest() != expected.digest:
-            raise InputError(
-                f"{str(artifact)!r} changed while it was being exported",
-                hint="Run again once nothing is writing to it.",
-            )
+        Pinned(expected, f"the NAR of {str(artifact)!r}").check(
+            Hash("sha256", digest.digest()),
+            note="it changed while it was being exported",
+            hint="Run again once nothing is writing to it.",
+            error=InputError,
+        )
 
 
 def _write_cache_info(dest: Path, directory: str) -> None:

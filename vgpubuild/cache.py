@@ -25,9 +25,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vgpubuild.errors import HashMismatchError, InputError, OutputError
+from vgpubuild.errors import InputError, OutputError
 from vgpubuild.nixhash import CHUNK_SIZE, Hash
 from vgpubuild.store import check_name
+from vgpubuild.verify import Pinned
 
 
 def default_root() -> Path:
@@ -41,16 +42,6 @@ def default_root() -> Path:
 def entry_hash(path: Path) -> Hash:
     """The content hash of a cache entry, read from its path (the file is not re-read)."""
     return Hash("sha256", bytes.fromhex(path.parent.name))
-
-
-def mismatch_error(name: str, expected: Hash, got: Hash, kept: Path) -> HashMismatchError:
-    """The error for bytes that did not verify, worded like Nix's ``specified:``/``got:``."""
-    return HashMismatchError(
-        f"hash mismatch in {name} (the file was moved to {kept}; check that you have the "
-        "right file, or correct the expected hash if it is yours)\n"
-        f"  specified: {expected.sri}\n"
-        f"  got:       {got.sri}"
-    )
 
 
 class Cache:
@@ -153,9 +144,9 @@ class Cache:
         try:
             with source, open(tmp, "wb") as out:
                 got = copy_hashing(source, out)
-            if expected is not None and got != expected:
-                kept = self.quarantine_file(tmp, got, name)
-                raise mismatch_error(name, expected, got, kept)
+            Pinned(expected, name).check(
+                got, set_aside=lambda: self.quarantine_file(tmp, got, name)
+            )
             with self.lock(got.hex):
                 return self.lookup(got, name) or self.store(tmp, got, name)
         finally:

@@ -4,7 +4,7 @@ A consumer card has no ``<pgpu>`` of its own in NVIDIA's file: ``patch.sh`` (or 
 ``copyVGPUProfiles`` line) gives it a copy of its source card's entry, and with
 ``--remap-p2v`` the P40 profiles are renamed. To show what the built driver will offer,
 the same edits (:func:`~vgpubuild.vcfgclone.vcfgclone`,
-:func:`~vgpubuild.vcfgclone.remap_p2v_profiles`) run on a parsed copy in memory; nothing is
+:func:`~vgpubuild.profiles.remap.remap_p2v_profiles`) run on a parsed copy in memory; nothing is
 written. A file that already carries them (an artifact) is read as it is.
 """
 
@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vgpubuild.errors import XmlConfigError
-from vgpubuild.vcfgclone import PciId, remap_p2v_profiles, vcfgclone
-from vgpubuild.vgpuconfig import DISABLED_SUBSYSTEM_VENDOR, parse_number
+from vgpubuild.profiles.clones import vcfgclone
+from vgpubuild.profiles.remap import remap_p2v_profiles
+from vgpubuild.profiles.settings import PciId
+from vgpubuild.vgpuconfig.vocabulary import DISABLED_SUBSYSTEM_VENDOR, parse_number
 
 if TYPE_CHECKING:
     from vgpubuild.gpus import Card, Verdict
     from vgpubuild.releasexml import ReleaseXml
-    from vgpubuild.vgpuconfig import VgpuConfig
+    from vgpubuild.vgpuconfig.model import VgpuConfig
 
 
 @dataclass(frozen=True)

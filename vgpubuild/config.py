@@ -24,21 +24,21 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from vgpubuild.errors import ConfigError
+from vgpubuild.profiles.settings import (
+    CloneMap,
+    OverrideMap,
+    ProfileOverride,
+    parse_clone_map,
+    parse_overrides,
+)
+from vgpubuild.targets import CHOICES
 
 _ANY = object()
 """Schema marker: a table whose content vgpubuild accepts without looking inside."""
-
-_OVERRIDE_SCHEMA: dict[str, Any] = {
-    "vramAllocation": int,
-    "heads": int,
-    "enableCuda": bool,
-    "display": {"width": int, "height": int},
-    "framerateLimit": int,
-    "xmlConfig": "xmlConfig",
-}
 
 _SCHEMA: dict[str, Any] = {
     "release": str,
@@ -55,8 +55,8 @@ _SCHEMA: dict[str, Any] = {
             "remapP40ProfilesToV100D": bool,
             "extra": [str],
         },
-        "copyVGPUProfiles": "copyVGPUProfiles",
-        "profileOverrides": "profileOverrides",
+        "copyVGPUProfiles": "table",  # content: profiles.settings.parse_clone_map
+        "profileOverrides": "table",  # content: profiles.settings.parse_overrides
         # Options of the running system (modprobe flags, a wrapper on PATH): valid in a
         # module dump, nothing to do with the driver tree.
         "enablePatcherCmd": bool,
@@ -72,21 +72,6 @@ _SCHEMA: dict[str, Any] = {
     # module dump loads, refused when enabled.
     "griddUnlock": {"enable": bool, "rootCaFile": str},
 }
-
-_PCI_PAIR = re.compile(r"(?:0[xX])?[0-9A-Fa-f]{1,4}:(?:0[xX])?[0-9A-Fa-f]{1,4}")
-_PROFILE_ID = re.compile(r"[0-9]+")
-
-TARGETS = (
-    "auto",
-    "vgpu-kvm",
-    "grid",
-    "general",
-    "wsys",
-    "general-merge",
-    "grid-merge",
-    "vgpu-kvm-merge",
-)
-"""Values of ``patcher.target``: ``auto`` chooses as vgpu4nixos does, the rest are patch.sh's."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +101,10 @@ class DriverSource:
 class BuildConfig:
     """One build's settings: the file's values with the command line's laid on top.
 
-    Mappings are plain dicts in the module's own shape (``copyVGPUProfiles`` is
-    ``{"NEW:SUB": "SRC:SUB"}``, ``profileOverrides`` is ``{"333": {"vramAllocation": ..}}``
-    with unset values left out), which is what the vgpuConfig engine takes. Paths
+    ``copyVGPUProfiles`` and ``profileOverrides`` are what the user wrote, merged, in the
+    module's own shape (``{"NEW:SUB": "SRC:SUB"}``, ``{"333": {"vramAllocation": ..}}``
+    with unset values left out); :attr:`clones` and :attr:`overrides` are the same tables
+    parsed (the one validation they get), which is what the rest of vgpubuild takes. Paths
     (``zip``, ``patches``) are absolute: relative ones are resolved against the file's folder.
     """
 
@@ -136,6 +122,10 @@ class BuildConfig:
     releases: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "defaults"
     """Where the settings came from, for error messages ("build.toml", "command line")."""
+    clones: CloneMap = field(default=(), compare=False)
+    """``copyVGPUProfiles`` parsed."""
+    overrides: OverrideMap = field(default_factory=dict, compare=False)
+    """``profileOverrides`` parsed."""
 
     @classmethod
     def from_mapping(
@@ -206,17 +196,27 @@ class BuildConfig:
                 sha256=_pick(ds.get("sha256"), new.driverSource.sha256),
                 curlOptsList=new.driverSource.curlOptsList + tuple(ds.get("curlOptsList") or ()),
             ),
-            copyVGPUProfiles={**new.copyVGPUProfiles, **(patcher.get("copyVGPUProfiles") or {})},
-            profileOverrides=_merge_overrides(
-                new.profileOverrides, patcher.get("profileOverrides") or {}
-            ),
             releases={**new.releases, **(overrides.get("releases") or {})},
             source=source if self.source == "defaults" else f"{self.source} + {source}",
         )
-        if new.target not in TARGETS:
+        clones = {**new.copyVGPUProfiles, **(patcher.get("copyVGPUProfiles") or {})}
+        overrides_table = _merge_overrides(
+            new.profileOverrides, patcher.get("profileOverrides") or {}
+        )
+        parsed = parse_overrides(overrides_table, where="patcher.profileOverrides", source=source)
+        # A profile whose options are all unset (null in a module dump) asks for nothing.
+        unset = {pid for pid, o in parsed.items() if o == ProfileOverride()}
+        new = replace(
+            new,
+            copyVGPUProfiles=clones,
+            profileOverrides={k: v for k, v in overrides_table.items() if int(k) not in unset},
+            clones=tuple(parse_clone_map(clones, where="patcher.copyVGPUProfiles", source=source)),
+            overrides=MappingProxyType({k: v for k, v in parsed.items() if k not in unset}),
+        )
+        if new.target not in CHOICES:
             raise ConfigError(
                 f"unknown patcher.target {new.target!r} in {source}",
-                hint=_did_you_mean(new.target, TARGETS, "Use one of: " + ", ".join(TARGETS)),
+                hint=_did_you_mean(new.target, CHOICES, "Use one of: " + ", ".join(CHOICES)),
             )
         return new
 
@@ -288,15 +288,14 @@ def _pick(value: Any, current: Any) -> Any:
 
 
 def _merge_overrides(
-    old: Mapping[str, dict[str, Any]], new: Mapping[str, Mapping[str, Any]]
+    old: Mapping[str, dict[str, Any]], new: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
     merged = {k: dict(v) for k, v in old.items()}
     for pid, fields in new.items():
-        target = merged.setdefault(pid, {})
-        for name, value in _drop_nulls(fields).items():
-            target[name] = value
-        if not target:
-            del merged[pid]
+        if not isinstance(fields, Mapping):
+            merged[pid] = fields  # not a table: parse_overrides says so
+            continue
+        merged.setdefault(pid, {}).update(_drop_nulls(fields))
     return merged
 
 
@@ -335,7 +334,7 @@ def _where(prefix: str, key: str) -> str:
 def _type_name(expected: Any) -> str:
     if isinstance(expected, list):
         return f"a list of {_type_name(expected[0])}s"
-    if isinstance(expected, dict) or expected in ("copyVGPUProfiles", "releases"):
+    if isinstance(expected, dict) or expected in ("table", "releases"):
         return "a table"
     return {bool: "true or false", int: "an integer", str: "a string"}.get(expected, "a table")
 
@@ -384,37 +383,7 @@ def _check_table(
 def _check_special(value: Any, kind: str, where: str, source: str) -> None:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where} in {source} must be a table", hint="See docs/patch.md.")
-    if kind == "copyVGPUProfiles":
-        for new, src in value.items():
-            if (
-                not _PCI_PAIR.fullmatch(new)
-                or not isinstance(src, str)
-                or not _PCI_PAIR.fullmatch(src)
-            ):
-                raise ConfigError(
-                    f"{where} entry {new!r} = {json.dumps(src)} in {source} is not "
-                    '"DEVICE:SUBSYSTEM" = "DEVICE:SUBSYSTEM"',
-                    hint='Write it as in vgpu4nixos, e.g. "1E07:0000" = "1E30:12BA" (new card = card copied).',
-                )
-    elif kind == "profileOverrides":
-        for pid, fields in value.items():
-            if not _PROFILE_ID.fullmatch(str(pid)):
-                raise ConfigError(
-                    f"{where} key {pid!r} in {source} is not a vgpuType id",
-                    hint='Use the numeric id, e.g. profileOverrides."333" (profile nvidia-333).',
-                )
-            _check_value(fields, _OVERRIDE_SCHEMA, f"{where}.{pid}", source)
-    elif kind == "xmlConfig":
-        for elem, v in value.items():
-            ok = isinstance(v, str | int) or (
-                isinstance(v, Mapping) and all(isinstance(a, str | int) for a in v.values())
-            )
-            if not ok or isinstance(v, bool):
-                raise ConfigError(
-                    f"{where}.{elem} in {source} must be a string or a table of attribute strings",
-                    hint='E.g. xmlConfig = { eccSupported = "1", display = { width = "1920" } }.',
-                )
-    elif kind == "releases":
+    if kind == "releases":
         for name, rel in value.items():
             if not isinstance(rel, Mapping):
                 raise ConfigError(

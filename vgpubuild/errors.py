@@ -11,7 +11,9 @@ Subclasses share their parent's exit code unless they name a failure class of th
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 
 class VgpubuildError(Exception):
@@ -150,3 +152,25 @@ def exit_code_table() -> str:
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         rows.append(f"| {cls.exit_code} | `{cls.__name__}` | {doc} |")
     return "\n".join(rows)
+
+
+@contextlib.contextmanager
+def input_error(what: str, hint: str | None = None) -> Iterator[None]:
+    """Report an ``OSError`` in the block as ``InputError("<what>: <reason>")``.
+
+    The one place the reading side turns the OS's words into a vgpubuild error; callers
+    that have a better sentence for a particular ``OSError`` catch it inside the block.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"{what}: {exc.strerror or exc}", hint=hint) from None
+
+
+@contextlib.contextmanager
+def output_error(what: str, hint: str | None = None) -> Iterator[None]:
+    """Report an ``OSError`` in the block as ``OutputError("<what>: <reason>")``."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{what}: {exc.strerror or exc}", hint=hint) from None

@@ -26,7 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from vgpubuild.vcfgclone import PciId, parse_pci_id
+from vgpubuild.patchsh import KNOWN_OPTIONS
+from vgpubuild.profiles.settings import PciId, parse_pci_id
+from vgpubuild.resources import data_dir
+from vgpubuild.targets import choose_target
 
 if TYPE_CHECKING:
     from vgpubuild.catalog import Release
@@ -93,12 +96,12 @@ def patcher_branch(release: Release) -> PatcherBranch | None:
 
 @functools.cache
 def _branch(series: str) -> PatcherBranch:
-    from vgpubuild.patcher import KNOWN_OPTIONS
-    from vgpubuild.resources import data_dir
-    from vgpubuild.vcfgclone import builtin_clones
-
+    with (data_dir("profiles") / "clones.toml").open("rb") as f:
+        rows = tomllib.load(f)["clone"]
     clones = tuple(
-        Clone(c.new, c.source, c.remap_p2v) for c in builtin_clones(series, remap_p2v=True)
+        Clone(parse_pci_id(r["new"]), parse_pci_id(r["source"]), bool(r.get("remap_p2v")))
+        for r in rows
+        if series in r["series"]
     )
     with (data_dir("profiles") / "p2v.toml").open("rb") as f:
         p40 = parse_pci_id(tomllib.load(f)["card"])
@@ -306,9 +309,7 @@ def _source_for(card: Card, clones: list[Clone], names: PciNames | None) -> PciI
 
 
 def _auto_target() -> str:
-    from vgpubuild.patcher import choose_target
-
-    return choose_target(guest=False, merged=False)
+    return str(choose_target(guest=False, merged=False))
 
 
 def recommend(verdicts: list[Verdict]) -> Verdict | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from vgpubuild.errors import InputError
 
 if TYPE_CHECKING:
-    from vgpubuild.vcfgclone import PciId
+    from vgpubuild.profiles.settings import PciId
 
 NVIDIA = 0x10DE
 DISPLAY_CLASS = 0x03

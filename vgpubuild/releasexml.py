@@ -31,7 +31,7 @@ from vgpubuild.errors import InputError, XmlConfigError
 if TYPE_CHECKING:
     from vgpubuild.cache import Cache
     from vgpubuild.catalog import Release
-    from vgpubuild.vgpuconfig import VgpuConfig
+    from vgpubuild.vgpuconfig.model import VgpuConfig
 
 XML_NAME = "vgpuConfig.xml"
 MAX_XML_BYTES = 64 << 20
@@ -52,7 +52,7 @@ class ReleaseXml:
 
     def parse(self) -> VgpuConfig:
         """A fresh parsed copy (edits to it stay in memory)."""
-        from vgpubuild.vgpuconfig import VgpuConfig
+        from vgpubuild.vgpuconfig.model import VgpuConfig
 
         return VgpuConfig.parse(self.data, self.origin)
 

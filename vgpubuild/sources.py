@@ -16,24 +16,22 @@ When all fail, :class:`SourceNotFoundError` says exactly how to supply the file.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from vgpubuild import log
-from vgpubuild.cache import Cache, mismatch_error
+from vgpubuild.cache import Cache
 from vgpubuild.catalog import LINUX_RUN_PREFIX, Release
+from vgpubuild.config import DriverSource
 from vgpubuild.credentials import parse_curl_opts
 from vgpubuild.errors import ConfigError, InputError, SourceNotFoundError, UsageError
 from vgpubuild.fetch import FetchOptions, download, is_url
-from vgpubuild.nixhash import Hash, hash_file
+from vgpubuild.nixhash import Hash
 from vgpubuild.store import fixed_output_path
+from vgpubuild.verify import Pinned
 
 NVIDIA_PORTAL = "https://www.nvidia.com/object/vGPU-software-driver.html"
 GUEST_URL = "https://storage.googleapis.com/nvidia-drivers-us-public/GRID/vGPU{grid}/{name}"
-DRIVER_SOURCE_KEYS = ("name", "url", "sha256", "curlOptsList")
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,10 @@ class InputSpec:
     def store_path(self) -> str:
         """Where ``nix-store --add-fixed sha256 NAME`` puts this file."""
         return fixed_output_path(self.sha256, self.name, "flat")
+
+    def record(self) -> dict[str, str]:
+        """The input as a build's description names it: what it is, never where from."""
+        return {"name": self.name, "sha256": self.sha256.sri}
 
 
 def obtain(spec: InputSpec, cache: Cache, options: FetchOptions) -> Path:
@@ -92,9 +94,12 @@ def _from_nix_store(spec: InputSpec) -> Path | None:
     path = Path(spec.store_path())
     if not path.is_file():
         return None
-    got = hash_file(path)
-    if got != spec.sha256:  # only a corrupted store gets here; never use it
-        raise mismatch_error(spec.name, spec.sha256, got, path)
+    Pinned(spec.sha256, spec.name).check_file(  # only a corrupted store fails; never use it
+        path,
+        note=f"the copy at {path} is damaged and was not used",
+        hint="Repair the store (nix-store --verify --check-contents --repair) or delete "
+        "that path.",
+    )
     return path
 
 
@@ -128,21 +133,9 @@ def _zip_hint() -> str:
     )
 
 
-def _check_driver_source(ds: Mapping[str, Any]) -> None:
-    for key in ds:
-        if key not in DRIVER_SOURCE_KEYS:
-            near = difflib.get_close_matches(str(key), DRIVER_SOURCE_KEYS, n=1)
-            raise ConfigError(
-                f"unknown key {key!r} in driverSource",
-                hint=f"Did you mean {near[0]!r}?"
-                if near
-                else "Valid keys: " + ", ".join(DRIVER_SOURCE_KEYS) + ".",
-            )
-
-
 def driver_sources(
     release: Release,
-    driver_source: Mapping[str, Any] | None,
+    driver_source: DriverSource | None,
     *,
     guest: bool,
     zip_path: str | None,
@@ -155,20 +148,14 @@ def driver_sources(
     extension decides ``.run`` vs ``.zip``. ``zip_path`` (``--zip PATH|URL``) names where the
     GRID zip is. With ``merged`` the consumer ("general") driver follows.
     """
-    ds = dict(driver_source or {})
-    _check_driver_source(ds)
-    ds_name = str(ds.get("name") or "")
-    ds_url = str(ds.get("url") or "")
-    raw_sha = ds.get("sha256")
-    curl = ds.get("curlOptsList") or []
-    if not isinstance(curl, Sequence) or isinstance(curl, str):
-        raise ConfigError("driverSource.curlOptsList must be a list of strings")
+    ds = driver_source or DriverSource()
+    ds_name, ds_url, raw_sha = ds.name, ds.url, ds.sha256
     if raw_sha == "":
         raise ConfigError(
             "driverSource.sha256 is empty",
             hint="Run 'vgpubuild prefetch URL' to learn the file's hash and put it there.",
         )
-    ds_sha = Hash.parse(str(raw_sha), "sha256") if raw_sha is not None else None
+    ds_sha = Hash.parse(raw_sha, "sha256") if raw_sha is not None else None
     if ds_name and ds_sha is None and not ds_name.endswith(".zip"):
         raise ConfigError(
             f"driverSource.name {ds_name!r} is not a .zip, but no driverSource.sha256 is set",
@@ -220,7 +207,7 @@ def driver_sources(
             url=url,
             path=path,
             nix_store=True,
-            curl_opts=tuple(str(o) for o in curl),
+            curl_opts=ds.curlOptsList,
             obtain_hint=_zip_hint() if is_zip else None,
         )
     ]

@@ -19,27 +19,12 @@ import tarfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
 
 from vgpubuild.atomic import atomic_file
-from vgpubuild.errors import InputError, UsageError
+from vgpubuild.catalog import Release
+from vgpubuild.errors import InputError
 from vgpubuild.nixhash import CHUNK_SIZE
-
-if TYPE_CHECKING:
-    from vgpubuild.catalog import Release
-
-Role = Literal["host", "guest", "general", "windows"]
-
-TARGET_INPUTS: dict[str, tuple[Role, ...]] = {
-    "vgpu-kvm": ("host",),
-    "grid": ("guest",),
-    "general": ("general",),
-    "wsys": ("windows",),
-    "grid-merge": ("host", "guest"),
-    "general-merge": ("host", "general"),
-    "vgpu-kvm-merge": ("host", "general"),
-}
-"""The input files each ``patch.sh`` target reads (the general driver is not in the zip)."""
+from vgpubuild.targets import Role, get_target
 
 
 def _unsafe_reason(name: str) -> str | None:
@@ -63,14 +48,8 @@ def _unsafe_archive(archive: Path, member: str, reason: str) -> InputError:
 
 def zip_members(release: Release, target: str) -> dict[str, Role]:
     """The GRID zip members (as patterns for :func:`extract_members`) ``target`` needs."""
-    try:
-        roles = TARGET_INPUTS[target]
-    except KeyError:
-        raise UsageError(
-            f"unknown target {target!r}", hint="Choose one of: " + ", ".join(TARGET_INPUTS) + "."
-        ) from None
     members: dict[str, Role] = {}
-    for role in roles:
+    for role in get_target(target).inputs:
         if role == "host":
             members[f"Host_Drivers/{release.host_run_name}"] = role
         elif role == "guest":

@@ -108,14 +108,16 @@ def fetch_cmd(
 
     from vgpubuild.cache import Cache
     from vgpubuild.catalog import get_release
+    from vgpubuild.config import DriverSource
     from vgpubuild.sources import driver_sources, obtain
 
     options = _options(offline, attempts, timeout, retry_wait, None, insecure, as_json)
-    driver_source: dict[str, object] = {"name": source_name or "", "url": source_url or ""}
-    if source_sha256 is not None:
-        driver_source["sha256"] = source_sha256
-    if curl_opts:
-        driver_source["curlOptsList"] = shlex.split(curl_opts)
+    driver_source = DriverSource(
+        name=source_name or "",
+        url=source_url or "",
+        sha256=source_sha256,
+        curlOptsList=tuple(shlex.split(curl_opts)) if curl_opts else (),
+    )
     rel = get_release(release, user_releases(releases_file))
     specs = driver_sources(rel, driver_source, guest=guest, zip_path=zip_location, merged=merged)
     cache = Cache()

@@ -93,8 +93,8 @@ def gpus_cmd(
     from vgpubuild.gpureport import Survey, report
     from vgpubuild.gpus import NVIDIA, Knowledge
     from vgpubuild.pcidevices import named, scan
+    from vgpubuild.profiles.settings import parse_pci_id
     from vgpubuild.releasexml import from_cache, from_path
-    from vgpubuild.vcfgclone import parse_pci_id
 
     database = pciids.locate(pci_ids)
     know = Knowledge(pciids.load(database, [NVIDIA]) if database else None)

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from vgpubuild.cli.common import JsonFlag, print_json, print_line
+from vgpubuild.targets import CHOICES
 
 if TYPE_CHECKING:
+    from vgpubuild.artifact import BuildResult
     from vgpubuild.config import BuildConfig
-    from vgpubuild.pipeline import BuildResult
 
 PATCH_HELP = """Build a patched vGPU driver tree for a release and print its Nix hash and store path.
 
@@ -127,8 +128,8 @@ def patch_cmd(
         str | None,
         typer.Option(
             "--target",
-            help="patch.sh target: auto (default), vgpu-kvm, grid, general, general-merge, "
-            "grid-merge, vgpu-kvm-merge, wsys.",
+            help="patch.sh target: " + ", ".join(CHOICES) + " (auto, the default, chooses "
+            "as vgpu4nixos does).",
         ),
     ] = None,
     guest: Annotated[
@@ -210,11 +211,11 @@ def patch_cmd(
 ) -> None:
     from vgpubuild.cache import Cache
     from vgpubuild.config import BuildConfig, load_overrides_file
-    from vgpubuild.patcher import choose_target
     from vgpubuild.pipeline import build
+    from vgpubuild.targets import get_target
 
     if target not in (None, "auto"):
-        choose_target(False, False, target)  # an unknown --target is a usage error (exit 2)
+        get_target(target)  # an unknown --target is a usage error (exit 2)
     cfg = BuildConfig.load(config) if config is not None else BuildConfig()
     if overrides is not None:
         cfg = cfg.merged_with(load_overrides_file(overrides), source=str(overrides))

@@ -11,7 +11,7 @@ import typer
 from vgpubuild.cli.common import JsonFlag, print_json, print_line
 
 if TYPE_CHECKING:
-    from vgpubuild.vgpuconfig import VgpuConfig
+    from vgpubuild.vgpuconfig.model import VgpuConfig
 
 profiles_app = typer.Typer(
     help="Inspect and edit vgpuConfig.xml: list profiles, override sizes and displays, "
@@ -145,7 +145,7 @@ def _shifted(groups: Any, offset: int) -> list[list[tuple[str, int, int, int, in
 
 
 def _load(xml: Path) -> VgpuConfig:
-    from vgpubuild.vgpuconfig import VgpuConfig
+    from vgpubuild.vgpuconfig.model import VgpuConfig
 
     return VgpuConfig.load(xml)
 
@@ -190,7 +190,7 @@ def _dash(value: int | None) -> str:
 
 def _device_filter(text: str) -> Any:
     from vgpubuild.errors import UsageError
-    from vgpubuild.vcfgclone import parse_pci_id
+    from vgpubuild.profiles.settings import parse_pci_id
 
     if ":" in text:
         pci = parse_pci_id(text, error=UsageError)
@@ -261,7 +261,8 @@ def override_cmd(
     Example: vgpubuild profiles override 333 --xml vgpuConfig.xml --vram 3584 --heads 1 --display 1920x1080 --frl 144 --cuda -o vgpuConfig.new.xml
     """
     from vgpubuild.errors import UsageError
-    from vgpubuild.overrides import apply_overrides, parse_overrides
+    from vgpubuild.profiles.overrides import apply_overrides
+    from vgpubuild.profiles.settings import parse_overrides
 
     _check_destination(output, in_place, dry_run)
     options: dict[str, Any] = {}
@@ -340,7 +341,8 @@ def clone_cmd(
     Example: vgpubuild profiles clone 0x1E07:0x0000=0x1E30:0x12BA --xml vgpuConfig.xml --in-place
     """
     from vgpubuild.errors import UsageError
-    from vgpubuild.vcfgclone import copy_profiles, parse_clone_map, vcfgpatch
+    from vgpubuild.profiles.clones import copy_profiles, vcfgpatch
+    from vgpubuild.profiles.settings import parse_clone_map
 
     _check_destination(output, in_place, dry_run)
     table: dict[str, str] = {}
@@ -372,7 +374,7 @@ def remap_p2v_cmd(
 
     Example: vgpubuild profiles remap-p2v --xml vgpuConfig.xml --dry-run
     """
-    from vgpubuild.vcfgclone import remap_p2v_profiles
+    from vgpubuild.profiles.remap import remap_p2v_profiles
 
     _check_destination(output, in_place, dry_run)
     config = _load(xml)
@@ -404,15 +406,15 @@ def apply_cmd(
     Example: vgpubuild profiles apply vgpubuild.toml --xml vgpuConfig.xml -o vgpuConfig.new.xml
     """
     from vgpubuild.config import BuildConfig
-    from vgpubuild.vgpuconfig import apply_edits
+    from vgpubuild.profiles.edits import apply_edits
 
     _check_destination(output, in_place, dry_run)
     build = BuildConfig.load(Path(config_file))
     config = _load(xml)
     changes = apply_edits(
         config,
-        overrides=build.profileOverrides,
-        clones=build.copyVGPUProfiles,
+        overrides=build.overrides,
+        clones=build.clones,
         remap_p2v=remap_p2v,
     )
     _finish(
@@ -436,8 +438,9 @@ def import_unlockrs_cmd(
     Example: vgpubuild profiles import-unlockrs /etc/vgpu_unlock/profile_override.toml --xml vgpuConfig.xml -o out.xml
     """
     from vgpubuild.errors import InputError
-    from vgpubuild.overrides import apply_overrides, parse_overrides
-    from vgpubuild.unlockrs import import_unlockrs
+    from vgpubuild.profiles.overrides import apply_overrides
+    from vgpubuild.profiles.settings import parse_overrides
+    from vgpubuild.profiles.unlockrs import import_unlockrs
 
     _check_destination(output, in_place, dry_run)
     try:
@@ -479,10 +482,9 @@ def export_unlockrs_cmd(
     """
     from vgpubuild.atomic import atomic_file
     from vgpubuild.config import BuildConfig
-    from vgpubuild.overrides import parse_overrides
-    from vgpubuild.unlockrs import export_unlockrs
+    from vgpubuild.profiles.unlockrs import export_unlockrs
 
-    overrides = parse_overrides(BuildConfig.load(Path(config_file)).profileOverrides)
+    overrides = BuildConfig.load(Path(config_file)).overrides
     if xml is not None:
         config = _load(xml)
         for pid in overrides:

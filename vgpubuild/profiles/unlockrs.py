@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from vgpubuild.errors import ConfigError
-from vgpubuild.overrides import ProfileOverride, to_hex
-from vgpubuild.vgpuconfig import CUDA_ELEMENT, parse_number
+from vgpubuild.profiles.settings import ProfileOverride
+from vgpubuild.vgpuconfig.vocabulary import CUDA_ELEMENT, parse_number, to_hex
 
 # vgpuConfig.xml element -> vgpu_unlock-rs key, and whether the XML writes it in hex.
 _FIELDS: dict[str, tuple[str, bool]] = {

@@ -1,0 +1,168 @@
+"""A download's resume state: the ``.part`` file, its metadata, and the hash so far.
+
+A transfer appends the body to ``<cache>/partial/<key>-<name>.part``, feeding every byte to
+SHA-256 as it is written, so the file is never read back to hash it. Next to it,
+``.part.json`` keeps the URL's digest (never the URL: it may hold a token), the server's
+validator (strong ETag or Last-Modified) and the announced length, which is what a later
+``Range``/``If-Range`` request needs. When a new process resumes a ``.part`` left by an
+earlier one, the bytes already there are hashed once before the transfer continues.
+
+Nothing here speaks HTTP; :mod:`vgpubuild.fetch` decides what the server's answers mean
+for this state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from vgpubuild import log
+from vgpubuild.errors import OutputError
+from vgpubuild.nixhash import CHUNK_SIZE, Hash
+
+_QUEUE_CHUNKS = 8
+
+
+class PartFile:
+    """The bytes of one download received so far, and what is known about them."""
+
+    def __init__(self, folder: Path, key: str, name: str, url: str) -> None:
+        self.path = folder / f"{key[:32]}-{name}.part"
+        self.meta_path = self.path.with_name(self.path.name + ".json")
+        self.url_id = hashlib.sha256(url.encode()).hexdigest()
+        self._hasher: hashlib._Hash | None = None  # sha256 of path[0:offset]
+        self.offset = 0
+        self._log = log.get_logger(file=name)
+
+    def meta(self) -> dict[str, Any]:
+        """The saved validator and total length, if they belong to this URL."""
+        try:
+            data: dict[str, Any] = json.loads(self.meta_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if data.get("url") == self.url_id else {}
+
+    def write_meta(self, validator: str | None, total: int | None) -> None:
+        data = {"url": self.url_id, "validator": validator, "total": total}
+        self.meta_path.write_text(json.dumps(data))
+
+    def reset(self) -> None:
+        """Start over from byte 0 (a server that ignored the range, or a wrong one)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(b"")
+        with contextlib.suppress(FileNotFoundError):
+            self.meta_path.unlink()
+        self._hasher = hashlib.sha256()
+        self.offset = 0
+
+    def resume_point(self, final_hash_known: bool) -> int:
+        """Bytes already held; a .part from an earlier process is hashed once here.
+
+        Resuming without a validator is safe only when the final hash is known (a wrong
+        resume then fails verification instead of storing a spliced file).
+        """
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if self._hasher is not None and size == self.offset:
+            return self.offset
+        if size <= 0 or not (self.meta().get("validator") or final_hash_known):
+            self.reset()
+            return 0
+        self._log.info("resuming partial download", have_bytes=size)
+        h = hashlib.sha256()
+        with open(self.path, "rb", buffering=0) as f:
+            while chunk := f.read(CHUNK_SIZE):
+                h.update(chunk)
+        self._hasher, self.offset = h, size
+        return size
+
+    def append(self, chunks: Iterable[bytes], progress: Callable[[int], None]) -> None:
+        """Write and hash ``chunks`` at the end; bytes before a failure are kept and hashed."""
+        assert self._hasher is not None, "resume_point or reset comes first"
+        with _Sink(self.path, self._hasher) as sink:
+            for chunk in chunks:
+                sink.put(chunk)
+                self.offset += len(chunk)
+                progress(len(chunk))
+
+    def finish(self) -> Hash:
+        """The hash of the whole file; the resume metadata is no longer needed."""
+        assert self._hasher is not None, "nothing was received"
+        with contextlib.suppress(FileNotFoundError):
+            self.meta_path.unlink()
+        return Hash("sha256", self._hasher.digest())
+
+
+class _Sink:
+    """Writes and hashes received chunks on two more threads.
+
+    ``write`` and ``sha256.update`` both release the GIL, so on a multi-core machine they run
+    while httpx parses the next chunk: hashing costs (almost) no wall time. Each queue is
+    bounded, so at most ``_QUEUE_CHUNKS`` reads per worker are held in memory. Leaving the
+    block waits until every queued byte is written and hashed.
+    """
+
+    def __init__(self, path: Path, hasher: hashlib._Hash) -> None:
+        self._path = path
+        self._error: OSError | None = None
+        self._workers = [_Worker(self._write), _Worker(hasher.update)]
+        self._out: Any = None
+
+    def _write(self, chunk: bytes) -> None:
+        if self._error is None:
+            try:
+                self._out.write(chunk)
+            except OSError as exc:
+                self._error = exc
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._failure()
+        for worker in self._workers:
+            worker.queue.put(chunk)
+
+    def _failure(self) -> OutputError:
+        reason = self._error.strerror if self._error else "unknown error"
+        return OutputError(
+            f"cannot write the download to {str(self._path.parent)!r}: {reason}",
+            hint="Free some space or set VGPUBUILD_CACHE to another folder.",
+        )
+
+    def __enter__(self) -> _Sink:
+        self._out = open(self._path, "ab", buffering=0)
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for worker in self._workers:
+            worker.finish()
+        self._out.close()
+        if self._error is not None:
+            raise self._failure()
+
+
+class _Worker(threading.Thread):
+    """Calls ``work(chunk)`` for each queued chunk until ``finish``."""
+
+    def __init__(self, work: Callable[[bytes], object]) -> None:
+        super().__init__(name="vgpubuild-fetch", daemon=True)
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._work = work
+
+    def run(self) -> None:
+        work = self._work
+        while (chunk := self.queue.get()) is not None:
+            work(chunk)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.join()
