@@ -1,9 +1,10 @@
-"""Export an artifact as a binary cache folder that ``nix copy --from file://DIR`` reads.
+"""Export an artifact into a binary cache folder that ``nix copy --from file://DIR`` reads.
 
 A Nix binary cache is three kinds of file: ``nix-cache-info`` (which store it serves),
-one ``<hash part>.narinfo`` per store path (its NAR's hash, size, location, references and
-signatures) and the NARs themselves under ``nar/``. Building the patched driver once and
-substituting it elsewhere is then the same as for any unfree build shared through a cache.
+one ``<hash part>.narinfo`` per store path (:mod:`vgpubuild.narinfo`) and the NAR files
+under ``nar/``, named after their own sha256 and compressed with zstd (default), xz or not
+at all, the compressions Nix 2.8 reads. Building the patched driver once and substituting
+it on every other machine is then the same as for any unfree build shared through a cache.
 
 Which store path an artifact gets:
 
@@ -15,8 +16,11 @@ Which store path an artifact gets:
   Nix trusts such an input-addressed path only when it carries a signature from a key in
   its ``trusted-public-keys`` (or with ``--no-check-sigs``): sign with ``secret_key_file``.
 
-NARs are written uncompressed and named after their sha256, streamed chunk by chunk: a
-driver tree of any size is exported with a fixed amount of memory.
+The NAR is streamed chunk by chunk through the compressor into its file: a driver tree of
+any size is exported with a fixed amount of memory. Nothing already in the cache is ever
+rewritten: a NAR file is named after its hash, and a store path that already has a
+narinfo keeps it (an export that would change it is refused), so several artifacts and
+several machines can add to one cache.
 """
 
 from __future__ import annotations
@@ -25,194 +29,220 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vgpubuild.atomic import atomic_file
+from vgpubuild.compression import Compression, compressor
 from vgpubuild.errors import InputError, OutputError, UsageError
 from vgpubuild.nar import nar_chunks
+from vgpubuild.narinfo import NarInfo, NarInfoError, PathInfo
 from vgpubuild.nixhash import Hash, hash_file
-from vgpubuild.store import check_name, fixed_output_path, store_dir
-from vgpubuild.verify import Pinned
+from vgpubuild.pathinfo import describe_path
+from vgpubuild.signing import SecretKey
+from vgpubuild.store import store_dir
 
 CACHE_PRIORITY = 50
 """Below cache.nixos.org's 40: Nix asks the public cache first, which never has our paths
 anyway, but a local folder should not shadow it for everything else."""
 
-_NIX32_CHAR = rb"[0-9a-df-np-sv-z]"
-_HASH_PART = _NIX32_CHAR + rb"{32}"
+NAR_SUFFIX: dict[Compression, str] = {"zstd": ".nar.zst", "xz": ".nar.xz", "none": ".nar"}
+"""The compressions a cache export offers, and Nix's file name suffix for each."""
+
+XZ_DICT_SIZE = 1 << 20
+"""xz's dictionary for NARs: about 16 MiB to compress (preset 6's 8 MiB needs 94 MiB),
+for files about 3% larger."""
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What was written: the store path it serves and the files that describe it."""
+    """The cache entry for the artifact: written now, or found there and kept (``kept``)."""
 
-    store_path: str
+    info: NarInfo
     narinfo: Path
     nar: Path
-    nar_hash: Hash
-    nar_size: int
-    content_address: str | None
-    references: tuple[str, ...]
     signed_by: str | None
+    public_key: str | None
+    kept: bool
+
+    @property
+    def store_path(self) -> str:
+        return self.info.path.store_path
 
     def to_json(self) -> dict[str, Any]:
+        path = self.info.path
         return {
-            "store_path": self.store_path,
+            "store_path": path.store_path,
             "narinfo": str(self.narinfo),
             "nar": str(self.nar),
-            "nar_hash": self.nar_hash.sri,
-            "nar_size": self.nar_size,
-            "content_address": self.content_address,
-            "references": list(self.references),
+            "url": self.info.url,
+            "compression": self.info.compression,
+            "file_hash": self.info.file_hash.sri,
+            "file_size": self.info.file_size,
+            "nar_hash": path.nar_hash.sri,
+            "nar_size": path.nar_size,
+            "content_address": path.content_address,
+            "references": list(path.references),
             "signed_by": self.signed_by,
+            "public_key": self.public_key,
+            "kept": self.kept,
         }
 
 
-class _ReferenceScanner:
-    """Finds store hash parts in a byte stream, across chunk boundaries.
+class _HashingSink:
+    """Writes the compressed bytes to ``out`` and hashes them on the way (FileHash, FileSize)."""
 
-    With ``candidates`` (the hash parts of the paths in the store) it does what Nix does
-    after a build: any 32-character window equal to a candidate is a reference, wherever it
-    appears. Without them (an artifact outside the store) it looks for the unambiguous
-    ``<store dir>/<hash part>-`` instead.
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes, /) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        written: int = self._out.write(data)
+        return written
+
+
+def _publish(staged: Path, final: Path) -> bool:
+    """Give the finished file ``staged`` the name ``final`` unless that name is taken.
+
+    Returns False (and drops ``staged``) when ``final`` exists: what is there is never
+    replaced. A hard link makes "create if absent" one atomic step, also against another
+    export running at the same time.
     """
-
-    def __init__(self, directory: str, candidates: frozenset[bytes] | None) -> None:
-        self._candidates = candidates
-        if candidates is None:
-            prefix = os.fsencode(directory.rstrip("/") + "/")
-            self._pattern = re.compile(re.escape(prefix) + b"(" + _HASH_PART + b")-")
-            self._keep = len(prefix) + 32
-        else:
-            self._pattern = re.compile(_NIX32_CHAR + rb"{32,}")
-            self._keep = 31
-        self._tail = b""
-        self.found: set[str] = set()
-
-    def feed(self, chunk: bytes | memoryview) -> None:
-        window = self._tail + bytes(chunk)
-        for match in self._pattern.finditer(window):
-            if self._candidates is None:
-                self.found.add(match.group(1).decode())
-                continue
-            run = match.group()
-            self.found.update(
-                run[i : i + 32].decode()
-                for i in range(len(run) - 31)
-                if run[i : i + 32] in self._candidates
-            )
-        self._tail = window[-self._keep :]
+    try:
+        os.link(staged, final)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links
+        if final.exists():
+            return False
+        os.replace(staged, final)
+        return True
+    finally:
+        staged.unlink(missing_ok=True)
 
 
-def _store_hash_parts(directory: str) -> frozenset[bytes]:
-    """Hash parts of every path in the local store (what a reference can point to)."""
-    return frozenset(
-        os.fsencode(name[:32])
-        for name in os.listdir(directory)
-        if len(name) > 33 and name[32] == "-"
-    )
+def _write_nar(
+    artifact: Path, nar_dir: Path, expected: Hash, compression: Compression
+) -> tuple[Path, Hash, int]:
+    """Stream the compressed NAR into ``nar_dir``; its file, FileHash and FileSize.
 
-
-def _scan(artifact: Path, directory: str) -> tuple[Hash, int, set[str]]:
-    """NAR sha256, NAR size and the store hash parts the NAR mentions, in one pass."""
-    in_store = artifact.parent == Path(directory)
+    Refuses the tree if it changed since it was hashed. A NAR file already there under the
+    same name (the same bytes, e.g. one tree exported under two names) is kept.
+    """
+    staged = nar_dir / f".{expected.format('nix32')}.{os.getpid()}.staged"
     digest = hashlib.sha256()
-    size = 0
-    scanner = _ReferenceScanner(directory, _store_hash_parts(directory) if in_store else None)
-    for chunk in nar_chunks(artifact):
-        digest.update(chunk)
-        scanner.feed(chunk)
-        size += len(chunk)
-    return Hash("sha256", digest.digest()), size, scanner.found
-
-
-def _identify(
-    artifact: Path, name: str | None, nar_hash: Hash, directory: str
-) -> tuple[str, str | None]:
-    """The store path to serve ``artifact`` as, and its content address if it has one."""
-    if artifact.parent == Path(directory):
-        base = artifact.name
-        store_name = base[33:]
-        if name is not None and name != store_name:
-            raise UsageError(
-                f"{str(artifact)!r} is already in the store as {store_name!r}",
-                hint="Leave out --name for a store path, or export a copy outside the store.",
+    with atomic_file(staged) as f:
+        sink = _HashingSink(f)
+        with compressor(sink, compression, xz_dict_size=XZ_DICT_SIZE) as packed:
+            for chunk in nar_chunks(artifact):
+                digest.update(chunk)
+                packed.write(chunk)
+        if digest.digest() != expected.digest:
+            raise InputError(
+                f"{str(artifact)!r} changed while it was being exported",
+                hint="Run again once nothing is writing to it.",
             )
-        store_path = str(artifact)
-        # A path added with nix-store --add[-fixed --recursive] is still content-addressed.
-        if fixed_output_path(nar_hash, store_name, "recursive", directory) == store_path:
-            return store_path, f"fixed:r:{nar_hash.format('nix32', prefix=True)}"
-        if artifact.is_file():
-            flat = hash_file(artifact)
-            if fixed_output_path(flat, store_name, "flat", directory) == store_path:
-                return store_path, f"fixed:{flat.format('nix32', prefix=True)}"
-        return store_path, None
-    store_name = check_name(name or artifact.name)
-    if artifact.is_file():
-        flat = hash_file(artifact)
-        path = fixed_output_path(flat, store_name, "flat", directory)
-        return path, f"fixed:{flat.format('nix32', prefix=True)}"
-    path = fixed_output_path(nar_hash, store_name, "recursive", directory)
-    return path, f"fixed:r:{nar_hash.format('nix32', prefix=True)}"
-
-
-def _references(store_path: str, found: Iterable[str], content_address: str | None) -> list[str]:
-    """The references a narinfo may list: only the path itself, if it mentions itself."""
-    own = Path(store_path).name[:32]
-    others = sorted(h for h in found if h != own)
-    if others:
-        raise InputError(
-            f"the artifact mentions other store paths ({', '.join(others[:3])}...), "
-            "which this one-path cache would not carry",
-            hint=(
-                "Export the whole closure with nix copy --to file://DIR PATH, "
-                "or rebuild without references to the store."
-            ),
+    file_hash = Hash("sha256", sink.digest.digest())
+    final = nar_dir / f"{file_hash.format('nix32')}{NAR_SUFFIX[compression]}"
+    if not _publish(staged, final) and hash_file(final) != file_hash:
+        raise OutputError(
+            f"{str(final)!r} is in the cache but its content does not match its name",
+            hint="The cache is damaged: remove that file (and the narinfo naming it), then export again.",
         )
-    if own in found and content_address is None:
-        return [Path(store_path).name]
-    return []
+    return final, file_hash, sink.size
 
 
-def _write_nar(artifact: Path, dest: Path, expected: Hash) -> None:
-    """Stream the NAR to ``dest``; refuse it if the tree changed since it was hashed."""
-    digest = hashlib.sha256()
-    with atomic_file(dest) as f:
-        for chunk in nar_chunks(artifact):
-            digest.update(chunk)
-            f.write(chunk)
-        Pinned(expected, f"the NAR of {str(artifact)!r}").check(
-            Hash("sha256", digest.digest()),
-            note="it changed while it was being exported",
-            hint="Run again once nothing is writing to it.",
-            error=InputError,
-        )
+def _compression(name: str) -> Compression:
+    for kind in NAR_SUFFIX:
+        if kind == name:
+            return kind
+    raise UsageError(f"unknown compression {name!r}", hint=f"Use one of: {', '.join(NAR_SUFFIX)}.")
 
 
-def _write_cache_info(dest: Path, directory: str) -> None:
+def _check_cache_info(dest: Path, directory: str) -> bool:
+    """True if ``dest`` already is a binary cache; refuse one for another store directory."""
     info = dest / "nix-cache-info"
-    if info.exists():
+    try:
         text = info.read_text(errors="replace")
-        found = re.search(r"^StoreDir: (.*)$", text, re.MULTILINE)
-        if found and found.group(1).strip() != directory:
-            raise OutputError(
-                f"{str(dest)!r} is a binary cache for store {found.group(1).strip()!r}, "
-                f"not {directory!r}",
-                hint="Export into another folder.",
-            )
-        return
-    with atomic_file(info) as f:
-        f.write(f"StoreDir: {directory}\nWantMassQuery: 1\nPriority: {CACHE_PRIORITY}\n".encode())
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise OutputError(f"cannot read {str(info)!r}: {exc.strerror}") from None
+    found = re.search(r"^StoreDir: (.*)$", text, re.MULTILINE)
+    if found and found.group(1).strip() != directory:
+        raise OutputError(
+            f"{str(dest)!r} is a binary cache for store {found.group(1).strip()!r}, "
+            f"not {directory!r}",
+            hint="Export into another folder.",
+        )
+    return True
 
 
-def fingerprint(store_path: str, nar_hash: Hash, nar_size: int, references: list[str]) -> str:
-    """The text Nix signs for a path: ``1;path;sha256:nix32;size;ref,ref``."""
-    directory = str(Path(store_path).parent)
-    refs = ",".join(f"{directory}/{r}" for r in references)
-    return f"1;{store_path};{nar_hash.format('nix32', prefix=True)};{nar_size};{refs}"
+def _write_new(dest: Path, data: bytes) -> bool:
+    """Write ``data`` as the new file ``dest``, atomically; False if ``dest`` appeared meanwhile."""
+    staged = dest.with_name(f".{dest.name}.{os.getpid()}.staged")
+    with atomic_file(staged) as f:
+        f.write(data)
+    return _publish(staged, dest)
+
+
+def _read_narinfo(path: Path) -> NarInfo | None:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    try:
+        return NarInfo.parse(text)
+    except NarInfoError as exc:
+        raise OutputError(
+            f"{str(path)!r} is in the cache but is not a valid narinfo: {exc}",
+            hint="Remove it if you mean to replace it, or export into another folder.",
+        ) from None
+
+
+def _kept(
+    existing: NarInfo, wanted: PathInfo, narinfo: Path, key: SecretKey | None
+) -> ExportResult:
+    """The entry already in the cache, if it is the one this export would write."""
+    replace_hint = (
+        f"It is kept as it is: export into another folder, or remove {str(narinfo)!r} "
+        "first if you mean to replace it."
+    )
+    if existing.path != wanted:
+        raise OutputError(
+            f"the cache already has {wanted.store_path} with other contents "
+            f"(NAR hash {existing.path.nar_hash.sri}, not {wanted.nar_hash.sri})"
+            if existing.path.nar_hash != wanted.nar_hash
+            else f"the cache already has {wanted.store_path} with other references or content address",
+            hint=replace_hint,
+        )
+    fingerprint = wanted.fingerprint()
+    if key is not None and not any(key.public.verify_sig(fingerprint, s) for s in existing.sigs):
+        raise OutputError(
+            f"the cache already has {wanted.store_path} without a signature by {key.name!r}",
+            hint=replace_hint,
+        )
+    nar = narinfo.parent / existing.url
+    if not nar.is_file():
+        raise OutputError(
+            f"the cache's entry for {wanted.store_path} names {existing.url!r}, which is missing",
+            hint=replace_hint,
+        )
+    return ExportResult(
+        existing,
+        narinfo,
+        nar,
+        signed_by=key.name if key else None,
+        public_key=key.public.text if key else None,
+        kept=True,
+    )
 
 
 def export(
@@ -221,14 +251,16 @@ def export(
     *,
     name: str | None = None,
     secret_key_file: Path | None = None,
+    compression: str = "zstd",
 ) -> ExportResult:
     """Add ``artifact`` to the binary cache folder ``dest`` (created if needed).
 
-    Exporting again is cheap: a NAR already in ``dest/nar`` under its hash is kept.
+    Exporting again is cheap and changes nothing: an entry already there for the same
+    store path and contents is kept as it is.
     """
-    from vgpubuild.ed25519 import SecretKey
     from vgpubuild.log import get_logger
 
+    kind = _compression(compression)
     key = SecretKey.load(secret_key_file) if secret_key_file is not None else None
     try:
         mode = os.lstat(artifact).st_mode
@@ -242,49 +274,42 @@ def export(
         raise UsageError(
             "the cache folder cannot be inside the artifact", hint="Use --to elsewhere."
         )
+    has_info = _check_cache_info(dest, directory)
 
     log = get_logger(artifact=str(real))
     log.info("hashing artifact")
-    nar_hash, nar_size, found = _scan(real, directory)
-    store_path, content_address = _identify(real, name, nar_hash, directory)
-    references = _references(store_path, found, content_address)
+    wanted = describe_path(real, name, directory)
+    narinfo = dest / f"{Path(wanted.store_path).name[:32]}.narinfo"
+    existing = _read_narinfo(narinfo)
+    if existing is not None:
+        log.info("already in the cache; kept as it is", narinfo=str(narinfo))
+        return _kept(existing, wanted, narinfo, key)
 
-    nar32 = nar_hash.format("nix32")
-    nar_file = dest / "nar" / f"{nar32}.nar"
-    if nar_file.is_file() and nar_file.stat().st_size == nar_size:
-        log.info("NAR already in the cache", nar=str(nar_file))
-    else:
-        log.info("writing NAR", nar=str(nar_file), size=nar_size)
-        _write_nar(real, nar_file, nar_hash)
-
-    lines = [
-        f"StorePath: {store_path}",
-        f"URL: nar/{nar32}.nar",
-        "Compression: none",
-        f"FileHash: sha256:{nar32}",
-        f"FileSize: {nar_size}",
-        f"NarHash: sha256:{nar32}",
-        f"NarSize: {nar_size}",
-        "References: " + " ".join(references),
-    ]
-    if content_address:
-        lines.append(f"CA: {content_address}")
-    if key is not None:
-        lines.append(
-            "Sig: "
-            + key.signature(fingerprint(store_path, nar_hash, nar_size, references).encode())
+    log.info("writing NAR", compression=kind, nar_size=wanted.nar_size)
+    nar, file_hash, file_size = _write_nar(real, dest / "nar", wanted.nar_hash, kind)
+    info = NarInfo(
+        wanted,
+        url=f"nar/{nar.name}",
+        compression=kind,
+        file_hash=file_hash,
+        file_size=file_size,
+        sigs=(key.signature(wanted.fingerprint()),) if key else (),
+    )
+    if not _write_new(narinfo, info.render()):
+        # Another export added this path meanwhile: theirs stays, if it is the same.
+        existing = _read_narinfo(narinfo)
+        assert existing is not None
+        return _kept(existing, wanted, narinfo, key)
+    if not has_info:
+        _write_new(
+            dest / "nix-cache-info",
+            f"StoreDir: {directory}\nWantMassQuery: 1\nPriority: {CACHE_PRIORITY}\n".encode(),
         )
-    narinfo = dest / f"{Path(store_path).name[:32]}.narinfo"
-    with atomic_file(narinfo) as f:
-        f.write(("\n".join(lines) + "\n").encode())
-    _write_cache_info(dest, directory)
     return ExportResult(
-        store_path=store_path,
-        narinfo=narinfo,
-        nar=nar_file,
-        nar_hash=nar_hash,
-        nar_size=nar_size,
-        content_address=content_address,
-        references=tuple(references),
+        info,
+        narinfo,
+        nar,
         signed_by=key.name if key else None,
+        public_key=key.public.text if key else None,
+        kept=False,
     )

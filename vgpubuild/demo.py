@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vgpubuild.atomic import atomic_file
+from vgpubuild.compression import compressor
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import CHUNK_SIZE, hash_file
-from vgpubuild.runfile import compressor, make_run, write_tar
+from vgpubuild.runfile import make_run, write_tar
 
 DATA = Path(__file__).resolve().parent / "demo_data"
 

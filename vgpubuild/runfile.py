@@ -19,9 +19,6 @@ compressor settings, so the same tree always gives the same bytes.
 
 from __future__ import annotations
 
-import gzip
-import io
-import lzma
 import os
 import re
 import shlex
@@ -33,10 +30,11 @@ from pathlib import Path
 from typing import IO, BinaryIO, Literal
 
 from vgpubuild.atomic import atomic_file
+from vgpubuild.compression import compressor
 from vgpubuild.errors import InputError
 from vgpubuild.nixhash import CHUNK_SIZE
 
-Compression = Literal["xz", "gzip"]
+RunCompression = Literal["xz", "gzip"]
 
 MAX_HEADER_BYTES = 1 << 20
 """A .run header larger than this is not a header (NVIDIA's are about 20 KiB)."""
@@ -230,7 +228,7 @@ exit 1
 """
 
 
-def _header(label: str, version: str, targetdir: str, compression: Compression) -> bytes:
+def _header(label: str, version: str, targetdir: str, compression: RunCompression) -> bytes:
     for what, value in (("label", label), ("version", version), ("targetdir", targetdir)):
         if not value or "\n" in value or "\0" in value:
             raise InputError(f"invalid .run {what} {value!r}", hint="Use a one-line value.")
@@ -276,14 +274,7 @@ def _tarinfo(member: str, path: Path, st: os.stat_result) -> tarfile.TarInfo:
     return info
 
 
-def compressor(out: BinaryIO, compression: Compression) -> io.BufferedIOBase:
-    """A writer compressing into ``out`` with fixed settings (no name, no time: same bytes)."""
-    if compression == "xz":
-        return lzma.LZMAFile(out, "wb", format=lzma.FORMAT_XZ, preset=6)
-    return gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0)
-
-
-def write_tar(payload_dir: Path, out: BinaryIO | io.BufferedIOBase) -> None:
+def write_tar(payload_dir: Path, out: BinaryIO) -> None:
     """Stream a deterministic tar of the contents of ``payload_dir`` to ``out``."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT, bufsize=CHUNK_SIZE) as tar:
         for member, path, st in _walk(payload_dir):
@@ -301,7 +292,7 @@ def make_run(
     label: str,
     version: str,
     *,
-    compression: Compression = "xz",
+    compression: RunCompression = "xz",
     targetdir: str | None = None,
 ) -> Path:
     """Write a self-extracting ``.run`` of ``payload_dir`` to ``dest`` (atomically).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -33,29 +34,47 @@ def cache_export_cmd(
             help="Secret key from nix-store --generate-binary-cache-key to sign the entry.",
         ),
     ] = None,
+    compression: Annotated[
+        str,
+        typer.Option(
+            "--compression",
+            help="NAR compression: zstd (default), xz (smaller, slower) or none.",
+            metavar="zstd|xz|none",
+        ),
+    ] = "zstd",
     as_json: JsonFlag = False,
 ) -> None:
-    """Write ARTIFACT into a binary cache folder that nix copy --from file://DIR reads.
+    """Add ARTIFACT to a binary cache folder that nix copy and substituters read.
 
     Folders and files get the store path nix-store --add-fixed gives them (content-addressed,
     trusted without a signature); a store path such as ./result keeps its own and needs a
-    signature (--sign-key) or --no-check-sigs on the receiving side.
+    signature (--sign-key) or --no-check-sigs on the receiving side. Several artifacts can
+    share one cache; what is already in it is never rewritten.
 
-    Example: vgpubuild cache export ./NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm-patched --to ./cache --sign-key cache.sec
+    Example: vgpubuild cache export ./result --to /srv/vgpu-cache --sign-key cache.sec
+
+    Example: vgpubuild cache export ./NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm-patched --to ./cache --compression xz
     """
     from vgpubuild.binarycache import export
 
-    result = export(artifact, to, name=name, secret_key_file=sign_key)
+    result = export(artifact, to, name=name, secret_key_file=sign_key, compression=compression)
     if as_json:
         print_json({**result.to_json(), "cache": str(to)})
         return
     url = f"file://{to.resolve()}"
     print_line(result.store_path)
-    print_line(f"nar hash: {result.nar_hash.sri}")
-    check = "" if result.content_address or result.signed_by else " --no-check-sigs"
+    print_line(f"nar hash: {result.info.path.nar_hash.sri}")
+    if result.kept:
+        print_line(f"already in the cache ({result.info.compression}); kept as it is")
+    trust = ""
+    if result.public_key:
+        print_line(f"public key: {result.public_key}")
+        trust = f" --option trusted-public-keys {shlex.quote(result.public_key)}"
+    elif not result.info.path.content_address:
+        trust = " --no-check-sigs"
     print_line(
-        f"fetch with: nix --extra-experimental-features nix-command copy{check} "
-        f"--from {url} {result.store_path}"
+        f"fetch with: nix --extra-experimental-features nix-command copy --from {url}{trust} "
+        f"{result.store_path}"
     )
 
 

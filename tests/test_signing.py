@@ -1,18 +1,23 @@
-"""Ed25519 against RFC 8032's test vectors and against keys Nix itself generates."""
+"""Signing keys: RFC 8032's Ed25519 test vectors, keys and signatures Nix itself makes."""
 
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import require_tool
 
-from vgpubuild import ed25519
-from vgpubuild.ed25519 import SecretKey
 from vgpubuild.errors import InputError
 from vgpubuild.log import redact
+from vgpubuild.narinfo import PathInfo
+from vgpubuild.nixhash import Hash
+from vgpubuild.signing import PublicKey, SecretKey
+
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
+"""The order of Ed25519's base point (RFC 8032 section 5.1)."""
 
 # RFC 8032 section 7.1: (secret seed, public key, message, signature), all hex.
 RFC8032_VECTORS = [
@@ -52,35 +57,55 @@ RFC8032_VECTORS = [
 ]
 
 
+def _key(seed: str, public: str, name: str = "rfc8032") -> SecretKey:
+    """A secret key in Nix's file format (``NAME:base64(seed || public)``)."""
+    raw = bytes.fromhex(seed) + bytes.fromhex(public)
+    return SecretKey.parse(f"{name}:{base64.b64encode(raw).decode()}")
+
+
 @pytest.mark.parametrize(("seed", "public", "message", "signature"), RFC8032_VECTORS)
 def test_rfc8032_vectors(seed: str, public: str, message: str, signature: str) -> None:
-    seed_b, msg = bytes.fromhex(seed), bytes.fromhex(message)
-    assert ed25519.public_key(seed_b).hex() == public
-    assert ed25519.sign(seed_b, msg).hex() == signature
-    assert ed25519.verify(bytes.fromhex(public), msg, bytes.fromhex(signature))
+    key = _key(seed, public)  # parsing checks that the seed derives this public key
+    msg = bytes.fromhex(message)
+    assert key.public.raw.hex() == public
+    assert key.sign(msg).hex() == signature
+    assert key.signature(msg) == "rfc8032:" + base64.b64encode(bytes.fromhex(signature)).decode()
+    assert PublicKey("rfc8032", bytes.fromhex(public)).verify(msg, bytes.fromhex(signature))
 
 
 @pytest.mark.parametrize(("seed", "public", "message", "signature"), RFC8032_VECTORS)
 def test_verify_rejects_any_changed_byte(
     seed: str, public: str, message: str, signature: str
 ) -> None:
-    pub, msg, sig = bytes.fromhex(public), bytes.fromhex(message), bytes.fromhex(signature)
-    assert not ed25519.verify(pub, msg + b"x", sig)
+    pub = PublicKey("k", bytes.fromhex(public))
+    msg, sig = bytes.fromhex(message), bytes.fromhex(signature)
+    assert not pub.verify(msg + b"x", sig)
     for i in (0, 31, 32, 63):
         bad = bytearray(sig)
         bad[i] ^= 1
-        assert not ed25519.verify(pub, msg, bytes(bad))
-    other = ed25519.public_key(bytes(32))
-    assert not ed25519.verify(other, msg, sig)
-    assert not ed25519.verify(pub, msg, sig[:63])
+        assert not pub.verify(msg, bytes(bad))
+    other = next(str(v.values[1]) for v in RFC8032_VECTORS if v.values[1] != public)
+    assert not PublicKey("k", bytes.fromhex(other)).verify(msg, sig)
+    assert not pub.verify(msg, sig[:63])
 
 
 def test_verify_refuses_non_canonical_s() -> None:
-    seed = bytes(range(32))
-    sig = ed25519.sign(seed, b"m")
-    s = int.from_bytes(sig[32:], "little") + ed25519.L
+    """S + L passes a naive check; RFC 8032 (and Nix's libsodium) refuse it."""
+    key = _key(*(str(v) for v in RFC8032_VECTORS[1].values[:2]))
+    sig = key.sign(b"m")
+    s = int.from_bytes(sig[32:], "little") + ED25519_L
     malleated = sig[:32] + s.to_bytes(32, "little")
-    assert not ed25519.verify(ed25519.public_key(seed), b"m", malleated)
+    assert key.public.verify(b"m", sig)
+    assert not key.public.verify(b"m", malleated)
+
+
+def test_sig_field_needs_the_key_name_and_valid_base64() -> None:
+    key = _key(*(str(v) for v in RFC8032_VECTORS[2].values[:2]), name="cache-1")
+    sig = key.signature(b"fp")
+    assert key.public.verify_sig(b"fp", sig)
+    assert not key.public.verify_sig(b"fp", "cache-2:" + sig.partition(":")[2])
+    assert not key.public.verify_sig(b"fp", "cache-1:!!!")
+    assert not key.public.verify_sig(b"other", sig)
 
 
 def _nix_key(tmp_path: Path, name: str = "test-cache-1") -> tuple[Path, str]:
@@ -94,11 +119,11 @@ def test_secret_key_from_nix_derives_nix_public_key(tmp_path: Path) -> None:
     sec, pub_text = _nix_key(tmp_path)
     key = SecretKey.load(sec)
     assert key.name == "test-cache-1"
-    assert key.public_text == pub_text
+    assert key.public.text == pub_text
+    assert PublicKey.parse(pub_text) == key.public
     sig = key.signature(b"1;/nix/store/x;sha256:y;1;")
-    name, _, body = sig.partition(":")
-    assert name == "test-cache-1"
-    assert ed25519.verify(key.public, b"1;/nix/store/x;sha256:y;1;", base64.b64decode(body))
+    assert sig.partition(":")[0] == "test-cache-1"
+    assert PublicKey.parse(pub_text).verify_sig(b"1;/nix/store/x;sha256:y;1;", sig)
 
 
 def test_secret_key_material_is_redacted_from_logs(tmp_path: Path) -> None:
@@ -130,3 +155,46 @@ def test_missing_key_file_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist") as info:
         SecretKey.load(tmp_path / "nope.key")
     assert "--generate-binary-cache-key" in str(info.value)
+
+
+def test_nix_signs_a_path_with_the_same_bytes_and_we_verify_it(tmp_path: Path) -> None:
+    """``nix store sign`` and vgpubuild sign a path's fingerprint identically (Ed25519 is
+    deterministic), and the signature Nix wrote verifies with the key Nix wrote."""
+    nix = require_tool("nix")
+    nix_store = require_tool("nix-store")
+    sec, pub_text = _nix_key(tmp_path, "fleet-1")
+    store = str(tmp_path / "store")
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "f").write_text("signed by Nix\n")
+    path = subprocess.run(
+        [
+            nix_store,
+            "--store",
+            store,
+            "--add-fixed",
+            "--recursive",
+            "sha256",
+            str(tmp_path / "tree"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run(
+        [nix, "store", "sign", "--store", store, "--key-file", str(sec), path], check=True
+    )
+    (info,) = json.loads(
+        subprocess.run(
+            [nix, "path-info", "--store", store, "--json", path],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    nix_sigs = [s for s in info["signatures"] if s.startswith("fleet-1:")]
+    assert len(nix_sigs) == 1, info
+    fingerprint = PathInfo(
+        path, Hash.parse(info["narHash"]), info["narSize"], (), info.get("ca")
+    ).fingerprint()
+    assert PublicKey.parse(pub_text).verify_sig(fingerprint, nix_sigs[0])
+    assert SecretKey.load(sec).signature(fingerprint) == nix_sigs[0]
