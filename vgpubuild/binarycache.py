@@ -139,7 +139,7 @@ def _write_nar(
     with atomic_file(staged) as f:
         sink = _HashingSink(f)
         with compressor(sink, compression, xz_dict_size=XZ_DICT_SIZE) as packed:
-            for chunk in nar_chunks(artifact):
+            for chunk in nar_chunks(artifact, lean=True):
                 digest.update(chunk)
                 packed.write(chunk)
         if digest.digest() != expected.digest:

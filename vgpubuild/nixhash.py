@@ -246,13 +246,13 @@ def hash_chunks(chunks: Iterable[bytes], algo: str = "sha256") -> tuple[Hash, in
     return Hash(algo, h.digest()), size
 
 
-def read_fd(fd: int) -> Iterator[bytes]:
-    """Read ``fd`` to its end in READ_SIZE pieces, then close it (the reader owns it).
+def read_fd(fd: int, size: int = READ_SIZE) -> Iterator[bytes]:
+    """Read ``fd`` to its end in ``size`` pieces, then close it (the reader owns it).
 
     Each chunk is fresh ``bytes``, so it stays valid while the next one is read.
     """
     try:
-        while chunk := os.read(fd, READ_SIZE):
+        while chunk := os.read(fd, size):
             yield chunk
     finally:
         os.close(fd)

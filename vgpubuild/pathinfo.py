@@ -45,9 +45,16 @@ class _ReferenceScanner:
         self._tail = b""
         self.found: set[str] = set()
 
-    def feed(self, chunk: bytes | memoryview) -> None:
-        window = self._tail + bytes(chunk)
-        for match in self._pattern.finditer(window):
+    def feed(self, chunk: bytes) -> None:
+        # The chunk is searched in place (a 4 MiB copy per chunk would cost memory); a match
+        # across the boundary lies within the kept tail and the chunk's first bytes.
+        self._search(self._tail + chunk[: self._keep])
+        self._search(chunk)
+        rest = chunk if len(chunk) >= self._keep else self._tail + chunk
+        self._tail = rest[-self._keep :]
+
+    def _search(self, data: bytes) -> None:
+        for match in self._pattern.finditer(data):
             if self._candidates is None:
                 self.found.add(match.group(1).decode())
                 continue
@@ -57,7 +64,6 @@ class _ReferenceScanner:
                 for i in range(len(run) - 31)
                 if run[i : i + 32] in self._candidates
             )
-        self._tail = window[-self._keep :]
 
 
 def _store_hash_parts(directory: str) -> frozenset[bytes]:
@@ -75,7 +81,7 @@ def _scan(artifact: Path, directory: str) -> tuple[Hash, int, set[str]]:
     digest = hashlib.sha256()
     size = 0
     scanner = _ReferenceScanner(directory, _store_hash_parts(directory) if in_store else None)
-    for chunk in nar_chunks(artifact):
+    for chunk in nar_chunks(artifact, lean=True):
         digest.update(chunk)
         scanner.feed(chunk)
         size += len(chunk)
