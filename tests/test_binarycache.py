@@ -268,6 +268,13 @@ def test_nothing_temporary_is_left_behind(tmp_path: Path) -> None:
     export(_tree(tmp_path / "art"), cache, name=None, secret_key_file=None)
     left = [p for p in cache.rglob("*") if p.name.startswith(".")]
     assert left == []
+    # A refused export (found only after the NAR was compressed) leaves the cache as it was.
+    before = _snapshot(cache)
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "refs" / "f").write_bytes(b"/nix/store/" + b"1" * 32 + b"-glibc-2.39/lib")
+    with pytest.raises(InputError, match="mentions other store paths"):
+        export(tmp_path / "refs", cache, compression="xz")
+    assert _snapshot(cache) == before
 
 
 # -- input-addressed store paths and signatures --------------------------------------------

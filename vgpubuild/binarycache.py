@@ -25,6 +25,7 @@ several machines can add to one cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -39,7 +40,7 @@ from vgpubuild.errors import InputError, OutputError, UsageError
 from vgpubuild.nar import nar_chunks
 from vgpubuild.narinfo import NarInfo, NarInfoError, PathInfo
 from vgpubuild.nixhash import Hash, hash_file
-from vgpubuild.pathinfo import describe_path
+from vgpubuild.pathinfo import NarScan
 from vgpubuild.signing import SecretKey
 from vgpubuild.store import store_dir
 
@@ -126,35 +127,45 @@ def _publish(staged: Path, final: Path) -> bool:
         staged.unlink(missing_ok=True)
 
 
-def _write_nar(
-    artifact: Path, nar_dir: Path, expected: Hash, compression: Compression
-) -> tuple[Path, Hash, int]:
-    """Stream the compressed NAR into ``nar_dir``; its file, FileHash and FileSize.
+@dataclass(frozen=True)
+class _Staged:
+    """A compressed NAR written under a temporary name, with its FileHash and FileSize."""
 
-    Refuses the tree if it changed since it was hashed. A NAR file already there under the
-    same name (the same bytes, e.g. one tree exported under two names) is kept.
-    """
-    staged = nar_dir / f".{expected.format('nix32')}.{os.getpid()}.staged"
-    digest = hashlib.sha256()
+    path: Path
+    file_hash: Hash
+    size: int
+
+
+def _stage_nar(artifact: Path, nar_dir: Path, scan: NarScan, compression: Compression) -> _Staged:
+    """Stream the NAR once: into ``scan`` and, compressed, into a staged file in ``nar_dir``."""
+    staged = nar_dir / f".nar.{os.getpid()}.staged"
     with atomic_file(staged) as f:
         sink = _HashingSink(f)
         with compressor(sink, compression, xz_dict_size=XZ_DICT_SIZE) as packed:
             for chunk in nar_chunks(artifact, lean=True):
-                digest.update(chunk)
+                scan.feed(chunk)
                 packed.write(chunk)
-        if digest.digest() != expected.digest:
-            raise InputError(
-                f"{str(artifact)!r} changed while it was being exported",
-                hint="Run again once nothing is writing to it.",
-            )
-    file_hash = Hash("sha256", sink.digest.digest())
-    final = nar_dir / f"{file_hash.format('nix32')}{NAR_SUFFIX[compression]}"
-    if not _publish(staged, final) and hash_file(final) != file_hash:
+    return _Staged(staged, Hash("sha256", sink.digest.digest()), sink.size)
+
+
+def _publish_nar(staged: _Staged, compression: Compression) -> Path:
+    """Name the staged NAR file after its hash; one already there under that name is kept."""
+    final = staged.path.parent / f"{staged.file_hash.format('nix32')}{NAR_SUFFIX[compression]}"
+    if not _publish(staged.path, final) and hash_file(final) != staged.file_hash:
         raise OutputError(
             f"{str(final)!r} is in the cache but its content does not match its name",
             hint="The cache is damaged: remove that file (and the narinfo naming it), then export again.",
         )
-    return final, file_hash, sink.size
+    return final
+
+
+def _discard(staged: _Staged | None, created: list[Path]) -> None:
+    """Nothing of a refused or failed export stays: not its file, not the folders it made."""
+    if staged is not None:
+        staged.path.unlink(missing_ok=True)
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):  # not empty: another export is using it
+            folder.rmdir()
 
 
 def _compression(name: str) -> Compression:
@@ -255,8 +266,9 @@ def export(
 ) -> ExportResult:
     """Add ``artifact`` to the binary cache folder ``dest`` (created if needed).
 
-    Exporting again is cheap and changes nothing: an entry already there for the same
-    store path and contents is kept as it is.
+    The NAR is read once: hashed, scanned for references and compressed in one pass, so
+    the entry describes exactly the bytes written. Exporting again changes nothing: an
+    entry already there for the same store path and contents is kept as it is.
     """
     from vgpubuild.log import get_logger
 
@@ -277,22 +289,31 @@ def export(
     has_info = _check_cache_info(dest, directory)
 
     log = get_logger(artifact=str(real))
-    log.info("hashing artifact")
-    wanted = describe_path(real, name, directory)
-    narinfo = dest / f"{Path(wanted.store_path).name[:32]}.narinfo"
-    existing = _read_narinfo(narinfo)
-    if existing is not None:
-        log.info("already in the cache; kept as it is", narinfo=str(narinfo))
-        return _kept(existing, wanted, narinfo, key)
-
-    log.info("writing NAR", compression=kind, nar_size=wanted.nar_size)
-    nar, file_hash, file_size = _write_nar(real, dest / "nar", wanted.nar_hash, kind)
+    created = [p for p in (dest, dest / "nar") if not p.exists()]
+    staged: _Staged | None = None
+    try:
+        log.info("writing NAR", compression=kind)
+        scan = NarScan(real, directory)
+        staged = _stage_nar(real, dest / "nar", scan, kind)
+        wanted = scan.path_info(name)
+        narinfo = dest / f"{Path(wanted.store_path).name[:32]}.narinfo"
+        existing = _read_narinfo(narinfo)
+        if existing is not None:
+            log.info("already in the cache; kept as it is", narinfo=str(narinfo))
+            return _kept(existing, wanted, narinfo, key)
+        nar = _publish_nar(staged, kind)
+    except BaseException:
+        _discard(staged, created)
+        raise
+    finally:
+        if staged is not None:  # published under its name by now, or not wanted
+            staged.path.unlink(missing_ok=True)
     info = NarInfo(
         wanted,
         url=f"nar/{nar.name}",
         compression=kind,
-        file_hash=file_hash,
-        file_size=file_size,
+        file_hash=staged.file_hash,
+        file_size=staged.size,
         sigs=(key.signature(wanted.fingerprint()),) if key else (),
     )
     if not _write_new(narinfo, info.render()):

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vgpubuild.errors import InputError, UsageError
-from vgpubuild.nar import nar_chunks
 from vgpubuild.narinfo import PathInfo
 from vgpubuild.nixhash import Hash, hash_file
 from vgpubuild.store import check_name, fixed_output_path
@@ -75,17 +74,38 @@ def _store_hash_parts(directory: str) -> frozenset[bytes]:
     )
 
 
-def _scan(artifact: Path, directory: str) -> tuple[Hash, int, set[str]]:
-    """NAR sha256, NAR size and the store hash parts the NAR mentions, in one pass."""
-    in_store = artifact.parent == Path(directory)
-    digest = hashlib.sha256()
-    size = 0
-    scanner = _ReferenceScanner(directory, _store_hash_parts(directory) if in_store else None)
-    for chunk in nar_chunks(artifact, lean=True):
-        digest.update(chunk)
-        scanner.feed(chunk)
-        size += len(chunk)
-    return Hash("sha256", digest.digest()), size, scanner.found
+class NarScan:
+    """NAR sha256, NAR size and the store hash parts a NAR mentions, fed chunk by chunk.
+
+    The caller streams the NAR once (to compress it, say) and feeds every chunk here, so
+    what is described is exactly what was written.
+    """
+
+    def __init__(self, artifact: Path, directory: str) -> None:
+        self._artifact = artifact
+        self._directory = directory
+        in_store = artifact.parent == Path(directory)
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._refs = _ReferenceScanner(
+            directory, _store_hash_parts(directory) if in_store else None
+        )
+
+    def feed(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+        self._size += len(chunk)
+        self._refs.feed(chunk)
+
+    def path_info(self, name: str | None) -> PathInfo:
+        """What the fed NAR is as a store path (``name``: store name outside the store).
+
+        Refuses an artifact that mentions other store paths: a one-path cache entry cannot
+        carry them.
+        """
+        nar_hash = Hash("sha256", self._digest.digest())
+        store_path, ca = _identify(self._artifact, name, nar_hash, self._directory)
+        references = _references(store_path, self._refs.found, ca)
+        return PathInfo(store_path, nar_hash, self._size, tuple(references), ca)
 
 
 def _identify(
@@ -134,15 +154,3 @@ def _references(store_path: str, found: Iterable[str], content_address: str | No
     if own in found and content_address is None:
         return [Path(store_path).name]
     return []
-
-
-def describe_path(artifact: Path, name: str | None, directory: str) -> PathInfo:
-    """The :class:`PathInfo` of ``artifact`` (an absolute path) as a path of ``directory``.
-
-    Refuses an artifact that mentions other store paths: a one-path cache entry cannot
-    carry them.
-    """
-    nar_hash, nar_size, found = _scan(artifact, directory)
-    store_path, content_address = _identify(artifact, name, nar_hash, directory)
-    references = _references(store_path, found, content_address)
-    return PathInfo(store_path, nar_hash, nar_size, tuple(references), content_address)
