@@ -91,8 +91,13 @@ def _cli_overrides(
 
 
 def _print_result(result: BuildResult, as_json: bool) -> None:
+    from vgpubuild.handoff import nixos_snippet
+
     if as_json:
-        print_json(result.to_json())
+        data = result.to_json()
+        if result.repacked is not None:
+            data["repacked"]["nixos"] = nixos_snippet(result.repacked)
+        print_json(data)
         return
     print_line(f"artifact:    {result.artifact}")
     print_line(f"NAR hash:    {result.nar_hash.sri}")
@@ -103,6 +108,8 @@ def _print_result(result: BuildResult, as_json: bool) -> None:
         print_line(f"run sha256:  {result.repacked.flat_hash.sri}")
         print_line(f"run store:   {result.repacked.store_path}")
         print_line(f"add it with: {result.repacked.add_command}")
+        print_line("")
+        print_line(nixos_snippet(result.repacked).rstrip("\n"))
 
 
 def _fetch_options(offline: bool, as_json: bool) -> Any:
