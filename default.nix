@@ -27,7 +27,7 @@ let
           in !(builtins.elem top [ ".venv" ".mypy_cache" ".pytest_cache" ".ruff_cache" ".hypothesis" ".ci" "bench" "tests" "demo-out" "dist" "build" ]);
       };
       build-system = [ python3Packages.hatchling ];
-      dependencies = with python3Packages; [ typer httpx lxml tenacity structlog rich ];
+      dependencies = with python3Packages; [ typer httpx lxml tenacity structlog rich cryptography zstandard ];
       # The test suite compares against Nix, xmlstarlet, makeself and GNU patch and runs in
       # the project's CI; here the package only has to import.
       doCheck = false;
