@@ -34,6 +34,7 @@ from functools import cache
 from pathlib import Path
 
 import vgpubuild
+from vgpubuild.demo import DEMO_RELEASE, DemoInputs
 
 PYTHON = os.path.normpath(sys.executable)
 """This interpreter by an absolute path without ``..`` (the sandbox has only the mounted folders)."""
@@ -218,3 +219,31 @@ def sandbox_state() -> SandboxState:
     write_conf(sandbox=False)
     probe(host_port=9)  # unsandboxed, the probe must work
     return SandboxState(False, {}, SANDBOX_FALLBACK_NOTE.format(reason=reason))
+
+
+def demo_derivation(work: Path, demo: DemoInputs, name: str, *, repack: bool = False) -> Path:
+    """A builder-mode derivation of the demo release (no nixpkgs), written to ``work``.
+
+    Its builder is the installed ``vgpubuild``; ``repack`` adds the ``run`` output with
+    the single-file ``.run``. Returns the expression file.
+    """
+    config = work / f"{name}.config.json"
+    config.write_text(json.dumps({"patcher": {"enable": True}, "releases": demo.release_mapping()}))
+    outputs = '\n  outputs = [ "out" "run" ];\n  repack = true;' if repack else ""
+    expr = work / f"{name}.nix"
+    expr.write_text(
+        f"""derivation {{
+  name = "{name}";
+  system = builtins.currentSystem;
+  builder = "{vgpubuild_program()}";
+  args = [ "nix-builder" ];
+  PATH = "/usr/bin";
+  __structuredAttrs = true;{outputs}
+  gridZip = {demo.zip_path};
+  patcher = builtins.path {{ path = {demo.patcher_dir}; name = "source"; }};
+  config = builtins.readFile {config};
+  release = "{DEMO_RELEASE}";
+}}
+"""
+    )
+    return expr

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require_tool, run_cli
-from nixenv import SandboxState, nix_build, vgpubuild_program
+from conftest import Result, require_tool, run_cli
+from nixenv import SandboxState, demo_derivation, nix_build
 
 from vgpubuild.demo import DEMO_RELEASE, DemoInputs
 from vgpubuild.nar import nar_hash
@@ -26,19 +26,25 @@ SKIP_FALLBACK = 'skip=$(sed \'s/^skip=//; t; d\' "$1"); tail -n +$skip "$1" | bs
 """nixpkgs' and vgpu4nixos's ``unpackManually``, with ``$src`` as ``$1``."""
 
 
-@pytest.fixture(scope="module")
-def repacked(tmp_path_factory: pytest.TempPathFactory, demo: DemoInputs) -> dict[str, Any]:
-    """``vgpubuild patch --repack --json`` on the demo release."""
-    work = tmp_path_factory.mktemp("repack")
+def _patch_repack(demo: DemoInputs, work: Path, *extra: str) -> Result:
+    """``vgpubuild patch --repack`` on the demo release, with its own cache, into work/out."""
     config = work / "build.json"
     config.write_text(json.dumps({"patcher": {"enable": True}, "releases": demo.release_mapping()}))
     res = run_cli(
         "patch", "--release", DEMO_RELEASE, "--config", str(config), "--zip", str(demo.zip_path),
-        "--patcher", str(demo.patcher_dir), "--out", str(work / "out"), "--repack", "--json",
+        "--patcher", str(demo.patcher_dir), "--out", str(work / "out"), "--repack", *extra,
         env={"VGPUBUILD_CACHE": str(work / "cache")},
     )  # fmt: skip
     assert res.exit_code == 0, res.stderr
-    data: dict[str, Any] = json.loads(res.stdout)
+    return res
+
+
+@pytest.fixture(scope="module")
+def repacked(tmp_path_factory: pytest.TempPathFactory, demo: DemoInputs) -> dict[str, Any]:
+    """``vgpubuild patch --repack --json`` on the demo release."""
+    data: dict[str, Any] = json.loads(
+        _patch_repack(demo, tmp_path_factory.mktemp("repack"), "--json").stdout
+    )
     return data
 
 
@@ -124,14 +130,7 @@ def test_snippet_names_the_run_and_its_flat_hash_and_nix_agrees(
 
 
 def test_text_output_prints_the_snippet(tmp_path: Path, demo: DemoInputs) -> None:
-    config = tmp_path / "build.json"
-    config.write_text(json.dumps({"patcher": {"enable": True}, "releases": demo.release_mapping()}))
-    res = run_cli(
-        "patch", "--release", DEMO_RELEASE, "--config", str(config), "--zip", str(demo.zip_path),
-        "--patcher", str(demo.patcher_dir), "--out", str(tmp_path / "out"), "--repack",
-        env={"VGPUBUILD_CACHE": str(tmp_path / "cache")},
-    )  # fmt: skip
-    assert res.exit_code == 0, res.stderr
+    res = _patch_repack(demo, tmp_path)
     (run,) = (tmp_path / "out").glob("*.run")
     assert "hardware.nvidia.vgpu = {" in res.stdout
     assert f'name = "{run.name}";' in res.stdout
@@ -143,26 +142,7 @@ def test_nix_built_run_output_unpacks_to_the_out_output(
     tmp_path: Path, demo: DemoInputs, nix_sandbox: SandboxState
 ) -> None:
     """``repack = true`` in the builder-mode derivation (what mkPatchedDriver sets)."""
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"patcher": {"enable": True}, "releases": demo.release_mapping()}))
-    expr = tmp_path / "driver.nix"
-    expr.write_text(
-        f"""derivation {{
-  name = "vgpubuild-handoff-demo-driver";
-  system = builtins.currentSystem;
-  builder = "{vgpubuild_program()}";
-  args = [ "nix-builder" ];
-  PATH = "/usr/bin";
-  __structuredAttrs = true;
-  outputs = [ "out" "run" ];
-  repack = true;
-  gridZip = {demo.zip_path};
-  patcher = builtins.path {{ path = {demo.patcher_dir}; name = "source"; }};
-  config = builtins.readFile {config};
-  release = "{DEMO_RELEASE}";
-}}
-"""
-    )
+    expr = demo_derivation(tmp_path, demo, "vgpubuild-handoff-demo-driver", repack=True)
     out = nix_build(expr).out_path
     run = Path(nix_build(expr, "-A", "run").out_path)  # already built: names the output
     # The store file is named after the output, not NAME.run; sh -x unpacks all the same.

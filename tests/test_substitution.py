@@ -23,18 +23,17 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
-from nixenv import Built, SandboxState, nix_build, vgpubuild_program
+from nixenv import Built, SandboxState, demo_derivation, nix_build
 
 from vgpubuild.binarycache import NAR_SUFFIX, export
 from vgpubuild.compression import Compression, compressor
-from vgpubuild.demo import DEMO_RELEASE, DemoInputs
+from vgpubuild.demo import DemoInputs
 from vgpubuild.nar import nar_hash
 from vgpubuild.narinfo import NarInfo
 from vgpubuild.nixhash import Hash
 from vgpubuild.signing import SecretKey
 
 COMPRESSIONS: list[Compression] = ["none", "xz", "zstd"]
-TOOLS_PATH = "/usr/bin"
 
 
 def _gen_key(folder: Path, name: str) -> tuple[Path, str]:
@@ -71,24 +70,7 @@ def fleet(
     tmp_path_factory: pytest.TempPathFactory, demo: DemoInputs, nix_sandbox: SandboxState
 ) -> Fleet:
     work = tmp_path_factory.mktemp("fleet")
-    config = work / "config.json"
-    config.write_text(json.dumps({"patcher": {"enable": True}, "releases": demo.release_mapping()}))
-    expr = work / "driver.nix"
-    expr.write_text(
-        f"""derivation {{
-  name = "vgpubuild-fleet-demo-driver";
-  system = builtins.currentSystem;
-  builder = "{vgpubuild_program()}";
-  args = [ "nix-builder" ];
-  PATH = "{TOOLS_PATH}";
-  __structuredAttrs = true;
-  gridZip = {demo.zip_path};
-  patcher = builtins.path {{ path = {demo.patcher_dir}; name = "source"; }};
-  config = builtins.readFile {config};
-  release = "{DEMO_RELEASE}";
-}}
-"""
-    )
+    expr = demo_derivation(work, demo, "vgpubuild-fleet-demo-driver")
     built = nix_build(expr)  # store A
     return Fleet(expr, built.out_path, work / "keys")
 
