@@ -43,6 +43,7 @@ from vgpubuild.nixhash import Hash, hash_file
 from vgpubuild.pathinfo import NarScan
 from vgpubuild.signing import SecretKey
 from vgpubuild.store import store_dir
+from vgpubuild.verify import Pinned
 
 CACHE_PRIORITY = 50
 """Below cache.nixos.org's 40: Nix asks the public cache first, which never has our paths
@@ -151,10 +152,12 @@ def _stage_nar(artifact: Path, nar_dir: Path, scan: NarScan, compression: Compre
 def _publish_nar(staged: _Staged, compression: Compression) -> Path:
     """Name the staged NAR file after its hash; one already there under that name is kept."""
     final = staged.path.parent / f"{staged.file_hash.format('nix32')}{NAR_SUFFIX[compression]}"
-    if not _publish(staged.path, final) and hash_file(final) != staged.file_hash:
-        raise OutputError(
-            f"{str(final)!r} is in the cache but its content does not match its name",
+    if not _publish(staged.path, final):
+        Pinned(staged.file_hash, f"{str(final)!r}, already in the cache").check(
+            hash_file(final),
+            note="its content does not match its name",
             hint="The cache is damaged: remove that file (and the narinfo naming it), then export again.",
+            error=OutputError,
         )
     return final
 
