@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
+from githubtarballs import make_patcher_tarballs
 from httpserver import FaultServer, drop
 
 from vgpubuild.cache import Cache
 from vgpubuild.catalog import Release, get_release
-from vgpubuild.demo import DemoInputs, make_demo_inputs, make_patcher_tarballs
+from vgpubuild.demo import DemoInputs, make_demo_inputs
 from vgpubuild.errors import HashMismatchError, PatcherError, ToolMissingError, UsageError
 from vgpubuild.fetch import FetchOptions
 from vgpubuild.nar import nar_hash

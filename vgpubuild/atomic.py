@@ -15,18 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vgpubuild.errors import OutputError
+from vgpubuild.errors import OutputError, output_error
+
+_WRITABLE = "Choose an output location you can write to."
 
 
 def _parent(dest: Path) -> Path:
     parent = dest.parent
-    try:
+    with output_error(f"cannot create folder {str(parent)!r}", _WRITABLE):
         parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot create folder {str(parent)!r}: {exc.strerror}",
-            hint="Choose an output location you can write to.",
-        ) from None
     return parent
 
 
@@ -34,13 +31,9 @@ def _parent(dest: Path) -> Path:
 def atomic_file(dest: str | os.PathLike[str], mode: int = 0o644) -> Iterator[BinaryIO]:
     """Open a temporary file that replaces ``dest`` only if the block succeeds."""
     dest = Path(dest)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=_parent(dest))
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write to {str(dest.parent)!r}: {exc.strerror}",
-            hint="Choose an output location you can write to.",
-        ) from None
+    parent = _parent(dest)
+    with output_error(f"cannot write to {str(parent)!r}", _WRITABLE):
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -66,13 +59,9 @@ def atomic_dir(dest: str | os.PathLike[str], *, replace: bool = False) -> Iterat
         raise OutputError(
             f"{str(dest)!r} already exists", hint="Remove it or choose another output folder."
         )
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=_parent(dest)))
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write to {str(dest.parent)!r}: {exc.strerror}",
-            hint="Choose an output location you can write to.",
-        ) from None
+    parent = _parent(dest)
+    with output_error(f"cannot write to {str(parent)!r}", _WRITABLE):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)

@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vgpubuild import log
+from vgpubuild.cache import Cache
+from vgpubuild.catalog import get_release
+from vgpubuild.config import BuildConfig
 from vgpubuild.errors import ConfigError, InputError, OfflineError, UsageError
+from vgpubuild.fetch import FetchOptions
+from vgpubuild.pipeline import build
 
 _PATH_ATTRS = ("gridZip", "patcher", "generalRun")
 _BOOL_ATTRS = ("repack", "patcherUnverified")
@@ -197,10 +203,8 @@ def forbid_network() -> None:
     sys.addaudithook(hook)
 
 
-def build_config(inputs: BuilderInputs) -> Any:
+def build_config(inputs: BuilderInputs) -> BuildConfig:
     """The pipeline's BuildConfig: the ``config`` attribute plus release and zip paths."""
-    from vgpubuild.config import BuildConfig
-
     data = dict(inputs.config)
     if inputs.release is not None:
         given = data.get("release")
@@ -218,15 +222,13 @@ def build_config(inputs: BuilderInputs) -> Any:
     )
 
 
-def _seed_general_run(inputs: BuilderInputs, config: Any, cache: Any) -> None:
+def _seed_general_run(inputs: BuilderInputs, config: BuildConfig, cache: Cache) -> None:
     """Put ``generalRun`` in the input cache under the name and hash the release pins.
 
     The pipeline then finds it there like any verified input; a wrong file is a hash
     mismatch naming the attribute's file, not a download attempt.
     """
-    from vgpubuild.catalog import get_release
-
-    if inputs.general_run is None:
+    if inputs.general_run is None or config.release is None:
         return
     release = get_release(config.release, extra=config.releases)
     expected = release.patcher.general_sha256 if release.patcher else None
@@ -248,18 +250,12 @@ def _install(artifact: Path, out: Path) -> None:
 
 def run(env: Mapping[str, str]) -> None:
     """Build the artifact described by the derivation's attributes into ``$out``."""
-    from vgpubuild import log
-
     forbid_network()
     log.configure("console")
     inputs = read_inputs(env)
     config = build_config(inputs)
     logger = log.get_logger()
     logger.info("nix builder", release=config.release, cores=inputs.cores, out=str(inputs.out))
-
-    from vgpubuild.cache import Cache
-    from vgpubuild.fetch import FetchOptions
-    from vgpubuild.pipeline import build
 
     work = inputs.tmpdir / "vgpubuild"
     cache_root = work / "cache"

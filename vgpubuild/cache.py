@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vgpubuild.errors import InputError, OutputError
+from vgpubuild.errors import InputError, input_error, output_error
 from vgpubuild.nixhash import CHUNK_SIZE, Hash
 from vgpubuild.store import check_name
 from vgpubuild.verify import Pinned
@@ -60,13 +60,11 @@ class Cache:
 
     def _dir(self, name: str) -> Path:
         path = self.root / name
-        try:
+        with output_error(
+            f"cannot create cache folder {str(path)!r}",
+            "Set VGPUBUILD_CACHE to a folder you can write to.",
+        ):
             path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot create cache folder {str(path)!r}: {exc.strerror}",
-                hint="Set VGPUBUILD_CACHE to a folder you can write to.",
-            ) from None
         return path
 
     def entry(self, sha256: Hash, name: str) -> Path:
@@ -132,14 +130,15 @@ class Cache:
         check_name(name)
         if expected is not None and (hit := self.lookup(expected, name)):
             return hit
-        try:
-            source = open(src, "rb", buffering=0)  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise InputError(f"file {str(src)!r} does not exist", hint="Check the path.") from None
-        except IsADirectoryError:
-            raise InputError(f"{str(src)!r} is a directory, not a file") from None
-        except OSError as exc:
-            raise InputError(f"cannot read {str(src)!r}: {exc.strerror}") from None
+        with input_error(f"cannot read {str(src)!r}"):
+            try:
+                source = open(src, "rb", buffering=0)  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                raise InputError(
+                    f"file {str(src)!r} does not exist", hint="Check the path."
+                ) from None
+            except IsADirectoryError:
+                raise InputError(f"{str(src)!r} is a directory, not a file") from None
         tmp = self.temp_file(name)
         try:
             with source, open(tmp, "wb") as out:

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vgpubuild.atomic import atomic_file
-from vgpubuild.compression import compressor
+from vgpubuild.config import BuildConfig
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import CHUNK_SIZE, hash_file
-from vgpubuild.runfile import make_run, write_tar
+from vgpubuild.runfile import make_run
 
 DATA = Path(__file__).resolve().parent / "demo_data"
 
@@ -84,6 +84,28 @@ class DemoInputs:
         return (
             hashlib.sha1(nar_hash(self.patcher_dir).digest).hexdigest(),
             hashlib.sha1(nar_hash(self.unlock_dir).digest).hexdigest(),
+        )
+
+    def build_config(self) -> BuildConfig:
+        """The demo's build config: its release, zip, and one clone and one override."""
+        return BuildConfig.from_mapping(
+            {
+                "release": DEMO_RELEASE,
+                "zip": str(self.zip_path),
+                "releases": self.release_mapping(),
+                "patcher": {
+                    "copyVGPUProfiles": {"1E07:0000": "1E30:12BA"},
+                    "profileOverrides": {
+                        "333": {
+                            "vramAllocation": 3584,
+                            "heads": 1,
+                            "display": {"width": 1920, "height": 1080},
+                            "framerateLimit": 144,
+                        }
+                    },
+                },
+            },
+            source="the demo release",
         )
 
     def release_mapping(self) -> dict[str, dict[str, Any]]:
@@ -277,39 +299,3 @@ def make_demo_inputs(dest: str | os.PathLike[str], failure: Failure | None = Non
         patcher_dir=patcher,
         failure=failure,
     )
-
-
-def _write_tar_gz(dest: Path, tree: Path, top: str, skip_unlock: bool) -> None:
-    """A GitHub-archive-shaped .tar.gz: one top folder ``top/`` holding ``tree``'s content."""
-    with _scratch(dest.parent) as scratch:
-        staged = scratch / top
-        shutil.copytree(tree, staged, symlinks=True)
-        if skip_unlock:
-            shutil.rmtree(staged / "unlock")
-            (staged / "unlock").mkdir()
-        with (
-            atomic_file(dest) as out,
-            compressor(out, "gzip") as gz,
-        ):
-            write_tar(scratch, gz)
-
-
-def make_patcher_tarballs(inputs: DemoInputs, serve_root: str | os.PathLike[str]) -> list[Path]:
-    """Write the demo patcher as GitHub would serve it, under ``serve_root``.
-
-    ``<serve_root>/<repo>/archive/<rev>.tar.gz`` for the patcher (top folder
-    ``<repo name>-<rev>/``, an empty ``unlock/``) and for the unlock submodule, so an HTTP
-    server rooted at ``serve_root`` stands in for ``https://github.com``. Returns both paths.
-    """
-    serve_root = Path(serve_root)
-    rev, unlock_rev = inputs.patcher_revs()
-    written = []
-    for repo, this_rev, tree, skip_unlock in (
-        (PATCHER_REPO, rev, inputs.patcher_dir, True),
-        (UNLOCK_REPO, unlock_rev, inputs.unlock_dir, False),
-    ):
-        dest = serve_root / repo / "archive" / f"{this_rev}.tar.gz"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _write_tar_gz(dest, tree, f"{repo.rsplit('/', 1)[1]}-{this_rev}", skip_unlock)
-        written.append(dest)
-    return written

@@ -106,7 +106,7 @@ class OutputError(VgpubuildError):
     exit_code = 11
 
 
-class InterruptedError_(VgpubuildError):
+class Interrupted(VgpubuildError):
     """The user interrupted the run (Ctrl-C); partial output was removed."""
 
     exit_code = 130
@@ -124,7 +124,7 @@ EXIT_CODES: tuple[type[VgpubuildError], ...] = (
     PatcherError,
     ToolMissingError,
     OutputError,
-    InterruptedError_,
+    Interrupted,
 )
 """The failure classes with distinct exit codes, in the order the docs list them."""
 
@@ -132,7 +132,7 @@ EXIT_CODES: tuple[type[VgpubuildError], ...] = (
 def _label(cls: type[VgpubuildError]) -> str:
     if cls is VgpubuildError:
         return "other failure"
-    words = re.findall(r"[A-Z][a-z]*", cls.__name__.rstrip("_").removesuffix("Error"))
+    words = re.findall(r"[A-Z][a-z]*", cls.__name__.removesuffix("Error"))
     return " ".join(words).lower()
 
 

@@ -18,7 +18,7 @@ import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from vgpubuild.errors import InputError, InvalidHashError
 
@@ -256,11 +256,6 @@ def read_fd(fd: int, size: int = READ_SIZE) -> Iterator[bytes]:
             yield chunk
     finally:
         os.close(fd)
-
-
-def hash_stream(stream: BinaryIO, algo: str = "sha256") -> Hash:
-    """Hash a binary stream in fixed-size chunks (never the whole file in memory)."""
-    return hash_chunks(iter(lambda: stream.read(CHUNK_SIZE), b""), algo)[0]
 
 
 def hash_file(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:

@@ -11,7 +11,17 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from vgpubuild import log
 
@@ -24,17 +34,17 @@ def enabled(wanted: bool = True) -> bool:
 class Bar:
     """One task's bar; all methods are no-ops when bars are off."""
 
-    def __init__(self, progress: Any = None, task: Any = None) -> None:
+    def __init__(self, progress: Progress | None = None, task: TaskID | None = None) -> None:
         self._progress = progress
         self._task = task
 
     def start(self, total: int | None, completed: int = 0) -> None:
         """(Re)start at ``completed`` bytes of ``total`` (None when the size is unknown)."""
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, total=total, completed=completed)
 
     def advance(self, n: int) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, n)
 
 
@@ -44,16 +54,6 @@ def bar(description: str, wanted: bool = True) -> Iterator[Bar]:
     if not enabled(wanted):
         yield Bar()
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

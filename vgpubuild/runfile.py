@@ -31,7 +31,7 @@ from typing import IO, BinaryIO, Literal
 
 from vgpubuild.atomic import atomic_file
 from vgpubuild.compression import compressor
-from vgpubuild.errors import InputError
+from vgpubuild.errors import InputError, input_error
 from vgpubuild.nixhash import CHUNK_SIZE
 
 RunCompression = Literal["xz", "gzip"]
@@ -99,12 +99,8 @@ def check_run(path: str | os.PathLike[str], expected_version: str | None = None)
     expected.
     """
     path = Path(path)
-    try:
+    with input_error(f"cannot read {str(path)!r}", "Check the path and try again."):
         f = path.open("rb")
-    except OSError as exc:
-        raise InputError(
-            f"cannot read {str(path)!r}: {exc.strerror}", hint="Check the path and try again."
-        ) from None
     with f:
         return read_header(f, path, expected_version)
 

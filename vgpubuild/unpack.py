@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from vgpubuild.atomic import atomic_file
 from vgpubuild.catalog import Release
-from vgpubuild.errors import InputError
+from vgpubuild.errors import InputError, input_error
 from vgpubuild.nixhash import CHUNK_SIZE
 from vgpubuild.targets import Role, get_target
 
@@ -207,13 +207,14 @@ def _extract_one(
     parent = target.parent
     if not parent.resolve().is_relative_to(root):
         raise _unsafe_archive(tar_path, info.name, "a path through a symlink")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        _write_member(tf, info, target, root, tar_path)
-    except FileExistsError:
-        raise InputError(f"{tar_path.name!r} holds {info.name!r} twice or over a folder") from None
-    except OSError as exc:
-        raise InputError(f"cannot write {str(target)!r}: {exc.strerror}") from None
+    with input_error(f"cannot write {str(target)!r}"):
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            _write_member(tf, info, target, root, tar_path)
+        except FileExistsError:
+            raise InputError(
+                f"{tar_path.name!r} holds {info.name!r} twice or over a folder"
+            ) from None
 
 
 def _write_member(

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from vgpubuild import __version__
-from vgpubuild.errors import InterruptedError_, VgpubuildError, exit_code_summary
+from vgpubuild.errors import Interrupted, VgpubuildError, exit_code_summary
 
 HELP = """Build patched NVIDIA vGPU drivers reproducibly, for NixOS and everyone else.
 
@@ -93,7 +93,7 @@ _CLICK_ERROR: type[Exception] = next(
 
 
 def _on_sigint(_signum: int, _frame: FrameType | None) -> None:
-    raise InterruptedError_("interrupted", hint="Nothing partial was left at the output.")
+    raise Interrupted("interrupted", hint="Nothing partial was left at the output.")
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from vgpubuild.targets import CHOICES
 
 if TYPE_CHECKING:
     from vgpubuild.artifact import BuildResult
-    from vgpubuild.config import BuildConfig
+    from vgpubuild.fetch import FetchOptions
 
 PATCH_HELP = """Build a patched vGPU driver tree for a release and print its Nix hash and store path.
 
@@ -112,7 +112,7 @@ def _print_result(result: BuildResult, as_json: bool) -> None:
         print_line(nixos_snippet(result.repacked).rstrip("\n"))
 
 
-def _fetch_options(offline: bool, as_json: bool) -> Any:
+def _fetch_options(offline: bool, as_json: bool) -> FetchOptions:
     import sys
 
     from vgpubuild import log
@@ -252,32 +252,6 @@ def patch_cmd(
     _print_result(result, as_json)
 
 
-def demo_config(inputs: Any) -> BuildConfig:
-    """The build config of the demo release for :func:`make_demo_inputs`'s output."""
-    from vgpubuild.config import BuildConfig
-    from vgpubuild.demo import DEMO_RELEASE
-
-    return BuildConfig.from_mapping(
-        {
-            "release": DEMO_RELEASE,
-            "zip": str(inputs.zip_path),
-            "releases": inputs.release_mapping(),
-            "patcher": {
-                "copyVGPUProfiles": {"1E07:0000": "1E30:12BA"},
-                "profileOverrides": {
-                    "333": {
-                        "vramAllocation": 3584,
-                        "heads": 1,
-                        "display": {"width": 1920, "height": 1080},
-                        "framerateLimit": 144,
-                    }
-                },
-            },
-        },
-        source="the demo release",
-    )
-
-
 def demo_cmd(
     out: Annotated[
         Path,
@@ -296,7 +270,7 @@ def demo_cmd(
     try:
         inputs = make_demo_inputs(work)
         result = build(
-            demo_config(inputs),
+            inputs.build_config(),
             out=out,
             cache=Cache(),
             fetch_options=_fetch_options(True, as_json),

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from vgpubuild.cli.common import JsonFlag, print_json, print_line
-
-if TYPE_CHECKING:
-    from vgpubuild.vgpuconfig.model import VgpuConfig
+from vgpubuild.cli.xmledit import (
+    Destination,
+    DryRunOption,
+    InPlaceOption,
+    OutputOption,
+    XmlOption,
+    load,
+)
 
 profiles_app = typer.Typer(
     help="Inspect and edit vgpuConfig.xml: list profiles, override sizes and displays, "
@@ -19,136 +25,6 @@ profiles_app = typer.Typer(
     "changed values.",
     no_args_is_help=True,
 )
-
-XmlOption = Annotated[
-    Path,
-    typer.Option("--xml", help="The vgpuConfig.xml to read (never modified without --in-place)."),
-]
-OutputOption = Annotated[
-    Path | None, typer.Option("-o", "--output", help="Write the edited file here (atomic).")
-]
-InPlaceOption = Annotated[
-    bool, typer.Option("--in-place", help="Replace the --xml file (atomic; untouched on error).")
-]
-DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Print a unified diff instead of writing anything.")
-]
-
-
-def _check_destination(output: Path | None, in_place: bool, dry_run: bool) -> None:
-    from vgpubuild.errors import UsageError
-
-    chosen = [
-        name
-        for name, on in (("-o", output), ("--in-place", in_place), ("--dry-run", dry_run))
-        if on
-    ]
-    if len(chosen) != 1:
-        raise UsageError(
-            "say where the result goes"
-            if not chosen
-            else f"{' and '.join(chosen)} exclude each other",
-            hint="Give exactly one of -o OUT, --in-place or --dry-run.",
-        )
-
-
-def _finish(
-    config: VgpuConfig,
-    xml: Path,
-    changes: list[str],
-    *,
-    output: Path | None,
-    in_place: bool,
-    dry_run: bool,
-    as_json: bool,
-    notes: list[str] | None = None,
-) -> None:
-    """Write (or diff) the edited document and report what changed."""
-    for note in notes or []:
-        sys.stderr.write(f"note: {note}\n")
-    result: dict[str, Any] = {"changes": changes}
-    if dry_run:
-        result["diff"] = _diff(config, xml)
-    elif in_place:
-        if changes:
-            config.save(xml)
-        result["output"] = str(xml)
-    else:
-        assert output is not None
-        config.save(output)
-        result["output"] = str(output)
-    if as_json:
-        print_json(result)
-        return
-    if dry_run:
-        sys.stdout.write(result["diff"])
-        for line in changes:
-            sys.stderr.write(line + "\n")
-        return
-    for line in changes or ["no changes"]:
-        print_line(line)
-
-
-def _diff(config: VgpuConfig, xml: Path) -> str:
-    """A unified diff of the edit (3 lines of context), like ``diff -u``.
-
-    difflib's default "autojunk" treats lines repeated all over vgpuConfig.xml (the same
-    ``<mappableVideoSize>`` in every profile) as junk and shows whole blocks as changed,
-    so the changed middle is matched with autojunk off.
-    """
-    import difflib
-
-    before = config.original_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
-    after = config.to_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
-    head = 0
-    while head < min(len(before), len(after)) and before[head] == after[head]:
-        head += 1
-    tail = 0
-    while tail < min(len(before), len(after)) - head and before[-1 - tail] == after[-1 - tail]:
-        tail += 1
-    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
-    matcher.set_seqs(before[head : len(before) - tail], after[head : len(after) - tail])
-    lines = [f"--- {xml}\n", f"+++ {xml} (edited)\n"]
-    for group in _shifted(matcher.get_grouped_opcodes(0), head):
-        first, last = group[0], group[-1]
-        i1, i2 = max(first[1] - 3, 0), min(last[2] + 3, len(before))
-        j1, j2 = max(first[3] - 3, 0), min(last[4] + 3, len(after))
-        lines.append(f"@@ -{i1 + 1},{i2 - i1} +{j1 + 1},{j2 - j1} @@\n")
-        context_from = i1
-        for _tag, a1, a2, b1, b2 in group:
-            lines += [" " + line for line in before[context_from:a1]]
-            lines += ["-" + line for line in before[a1:a2]]
-            lines += ["+" + line for line in after[b1:b2]]
-            context_from = a2
-        lines += [" " + line for line in before[context_from:i2]]
-    return (
-        "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-        if len(lines) > 2
-        else ""
-    )
-
-
-def _shifted(groups: Any, offset: int) -> list[list[tuple[str, int, int, int, int]]]:
-    """Opcode groups of the trimmed middle, in whole-file line numbers, merged when their
-    3-line contexts would touch (as ``diff -u`` prints one hunk)."""
-    merged: list[list[tuple[str, int, int, int, int]]] = []
-    for group in groups:
-        for tag, a1, a2, b1, b2 in group:
-            if tag == "equal":
-                continue
-            op = (tag, a1 + offset, a2 + offset, b1 + offset, b2 + offset)
-            if merged and op[1] - merged[-1][-1][2] <= 6:
-                merged[-1].append(op)
-            else:
-                merged.append([op])
-    return merged
-
-
-def _load(xml: Path) -> VgpuConfig:
-    from vgpubuild.vgpuconfig.model import VgpuConfig
-
-    return VgpuConfig.load(xml)
-
 
 @profiles_app.command("list")
 def list_cmd(
@@ -165,7 +41,7 @@ def list_cmd(
 
     Example: vgpubuild profiles list --xml vgpuConfig.xml --device 0x1E30
     """
-    config = _load(xml)
+    config = load(xml)
     profiles = config.profiles
     if device is not None:
         wanted = _device_filter(device)
@@ -188,7 +64,7 @@ def _dash(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def _device_filter(text: str) -> Any:
+def _device_filter(text: str) -> Callable[[str], bool]:
     from vgpubuild.errors import UsageError
     from vgpubuild.profiles.settings import parse_pci_id
 
@@ -209,7 +85,7 @@ def show_cmd(
 
     Example: vgpubuild profiles show 333 --xml vgpuConfig.xml
     """
-    data = _load(xml).profile(profile_id).to_json()
+    data = load(xml).profile(profile_id).to_json()
     if as_json:
         print_json(data)
         return
@@ -264,7 +140,8 @@ def override_cmd(
     from vgpubuild.profiles.overrides import apply_overrides
     from vgpubuild.profiles.settings import parse_overrides
 
-    _check_destination(output, in_place, dry_run)
+    dest = Destination(output, in_place, dry_run, as_json)
+    dest.check()
     options: dict[str, Any] = {}
     if vram is not None:
         options["vramAllocation"] = vram
@@ -288,11 +165,9 @@ def override_cmd(
             "nothing to override", hint="Give --vram, --heads, --display, --frl, --cuda or --set."
         )
     overrides = parse_overrides({profile_id: options}, error=UsageError)
-    config = _load(xml)
+    config = load(xml)
     changes = apply_overrides(config, overrides)
-    _finish(
-        config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
-    )
+    dest.finish(config, xml, changes)
 
 
 def _parse_sets(sets: list[str]) -> dict[str, Any]:
@@ -344,7 +219,8 @@ def clone_cmd(
     from vgpubuild.profiles.clones import copy_profiles, vcfgpatch
     from vgpubuild.profiles.settings import parse_clone_map
 
-    _check_destination(output, in_place, dry_run)
+    dest = Destination(output, in_place, dry_run, as_json)
+    dest.check()
     table: dict[str, str] = {}
     for pair in pairs:
         new, sep, src = pair.partition("=")
@@ -352,14 +228,12 @@ def clone_cmd(
             raise UsageError(f"{pair!r} is not NEW=SRC", hint="E.g. 0x1E07:0x0000=0x1E30:0x12BA.")
         table[new] = src
     parsed = parse_clone_map(table, error=UsageError)
-    config = _load(xml)
+    config = load(xml)
     if patch:
         changes = [line for new, src in parsed for line in vcfgpatch(config, src, new)]
     else:
         changes = copy_profiles(config, parsed)
-    _finish(
-        config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
-    )
+    dest.finish(config, xml, changes)
 
 
 @profiles_app.command("remap-p2v")
@@ -376,12 +250,11 @@ def remap_p2v_cmd(
     """
     from vgpubuild.profiles.remap import remap_p2v_profiles
 
-    _check_destination(output, in_place, dry_run)
-    config = _load(xml)
+    dest = Destination(output, in_place, dry_run, as_json)
+    dest.check()
+    config = load(xml)
     changes = remap_p2v_profiles(config)
-    _finish(
-        config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
-    )
+    dest.finish(config, xml, changes)
 
 
 @profiles_app.command("apply")
@@ -408,18 +281,17 @@ def apply_cmd(
     from vgpubuild.config import BuildConfig
     from vgpubuild.profiles.edits import apply_edits
 
-    _check_destination(output, in_place, dry_run)
+    dest = Destination(output, in_place, dry_run, as_json)
+    dest.check()
     build = BuildConfig.load(Path(config_file))
-    config = _load(xml)
+    config = load(xml)
     changes = apply_edits(
         config,
         overrides=build.overrides,
         clones=build.clones,
         remap_p2v=remap_p2v,
     )
-    _finish(
-        config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
-    )
+    dest.finish(config, xml, changes)
 
 
 @profiles_app.command("import-unlockrs")
@@ -442,26 +314,18 @@ def import_unlockrs_cmd(
     from vgpubuild.profiles.settings import parse_overrides
     from vgpubuild.profiles.unlockrs import import_unlockrs
 
-    _check_destination(output, in_place, dry_run)
+    dest = Destination(output, in_place, dry_run, as_json)
+    dest.check()
     try:
         text = toml_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {str(toml_file)!r}: {exc}") from None
     table, skipped = import_unlockrs(text, str(toml_file))
     overrides = parse_overrides(table)
-    config = _load(xml)
+    config = load(xml)
     changes = apply_overrides(config, overrides)
     notes = [f"not representable in vgpuConfig.xml, skipped: {item}" for item in skipped]
-    _finish(
-        config,
-        xml,
-        changes,
-        output=output,
-        in_place=in_place,
-        dry_run=dry_run,
-        as_json=as_json,
-        notes=notes,
-    )
+    dest.finish(config, xml, changes, notes)
 
 
 @profiles_app.command("export-unlockrs")
@@ -486,7 +350,7 @@ def export_unlockrs_cmd(
 
     overrides = BuildConfig.load(Path(config_file)).overrides
     if xml is not None:
-        config = _load(xml)
+        config = load(xml)
         for pid in overrides:
             config.find_type(pid)
     text, skipped = export_unlockrs(overrides)

@@ -23,7 +23,7 @@ from typing import Any
 from lxml import etree
 
 from vgpubuild.atomic import atomic_file
-from vgpubuild.errors import InputError, XmlConfigError
+from vgpubuild.errors import InputError, XmlConfigError, input_error
 from vgpubuild.vgpuconfig.safeparse import parse_safely
 from vgpubuild.vgpuconfig.spans import SpanWriter
 from vgpubuild.vgpuconfig.vocabulary import (
@@ -130,14 +130,13 @@ class VgpuConfig:
     @classmethod
     def load(cls, path: Path) -> VgpuConfig:
         """Read and safely parse ``path``; any problem is an :class:`XmlConfigError`."""
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise InputError(
-                f"vgpuConfig.xml {str(path)!r} does not exist", hint="Check the --xml path."
-            ) from None
-        except OSError as exc:
-            raise InputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+        with input_error(f"cannot read {str(path)!r}"):
+            try:
+                data = Path(path).read_bytes()
+            except FileNotFoundError:
+                raise InputError(
+                    f"vgpuConfig.xml {str(path)!r} does not exist", hint="Check the --xml path."
+                ) from None
         return cls.parse(data, str(path))
 
     @classmethod
