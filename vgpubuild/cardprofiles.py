@@ -11,18 +11,18 @@ written. A file that already carries them (an artifact) is read as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from lxml import etree
 
 from vgpubuild.errors import XmlConfigError
+from vgpubuild.gpus import Card, Verdict
 from vgpubuild.profiles.clones import vcfgclone
 from vgpubuild.profiles.remap import remap_p2v_profiles
 from vgpubuild.profiles.settings import PciId
+from vgpubuild.releasexml import ReleaseXml
+from vgpubuild.vgpuconfig.model import VgpuConfig
 from vgpubuild.vgpuconfig.vocabulary import DISABLED_SUBSYSTEM_VENDOR, parse_number
-
-if TYPE_CHECKING:
-    from vgpubuild.gpus import Card, Verdict
-    from vgpubuild.releasexml import ReleaseXml
-    from vgpubuild.vgpuconfig.model import VgpuConfig
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class CardProfiles:
         }
 
 
-def _pgpu_ids(el: Any) -> tuple[int, int, int] | None:
+def _pgpu_ids(el: etree._Element) -> tuple[int, int, int] | None:
     dev = el.find("devId")
     if dev is None:
         return None
@@ -70,9 +70,9 @@ def _pgpu_ids(el: Any) -> tuple[int, int, int] | None:
     return (values[0] or 0, values[1] or 0, values[2] or 0)
 
 
-def _entry(config: VgpuConfig, card: Card) -> Any | None:
+def _entry(config: VgpuConfig, card: Card) -> etree._Element | None:
     """The card's enabled ``<pgpu>``: one with its exact subsystem, else a wildcard (0)."""
-    found: dict[bool, Any] = {}
+    found: dict[bool, etree._Element] = {}
     for el in config.pgpu_elements():
         ids = _pgpu_ids(el)
         if ids is None or ids[2] == DISABLED_SUBSYSTEM_VENDOR:

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+from vgpubuild.cardprofiles import card_profiles
+from vgpubuild.catalog import Release
 from vgpubuild.gpus import NVIDIA, WORKS, Card, Knowledge, Verdict, card_of, judge, recommend
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from vgpubuild.catalog import Release
-    from vgpubuild.pcidevices import PciGpu, Scan
-    from vgpubuild.releasexml import ReleaseXml
+from vgpubuild.gpusuggest import settings, to_nix, to_toml
+from vgpubuild.pcidevices import PciGpu, Scan
+from vgpubuild.releasexml import ReleaseXml
 
 SRIOV_MANAGE = "/usr/lib/nvidia/sriov-manage"
 """NVIDIA's script (shipped with the vGPU host driver) that enables a card's VFs."""
@@ -93,15 +92,11 @@ class Survey:
         xml = self._xml(release) if release is not None else None
         if xml is None or verdict is None:
             return None
-        from vgpubuild.cardprofiles import card_profiles
-
         return {"release": verdict.release, **card_profiles(xml, card, verdict).to_json()}
 
     def _suggest(self, card: Card, verdict: Verdict | None) -> dict[str, str] | None:
         if verdict is None or verdict.status not in WORKS:
             return None
-        from vgpubuild.gpusuggest import settings, to_nix, to_toml
-
         tree = settings(card, verdict)
         return {
             "release": verdict.release,

@@ -24,17 +24,15 @@ import tomllib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from vgpubuild.catalog import Release
 from vgpubuild.patchsh import KNOWN_OPTIONS
+from vgpubuild.pciids import PciNames
 from vgpubuild.profiles.settings import PciId, parse_pci_id
+from vgpubuild.releasexml import ReleaseXml
 from vgpubuild.resources import data_dir
 from vgpubuild.targets import choose_target
-
-if TYPE_CHECKING:
-    from vgpubuild.catalog import Release
-    from vgpubuild.pciids import PciNames
-    from vgpubuild.releasexml import ReleaseXml
 
 NVIDIA = 0x10DE
 Status = Literal["native", "clone", "user-clone", "unsupported", "unknown"]

@@ -10,10 +10,9 @@ built-in clone needs no ``copyVGPUProfiles`` line, a card that needs no remap no
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from vgpubuild.gpus import Card, Verdict
+from vgpubuild.gpus import Card, Verdict
 
 
 def settings(card: Card, verdict: Verdict) -> dict[str, Any]:

@@ -20,12 +20,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vgpubuild.errors import InputError
-
-if TYPE_CHECKING:
-    from vgpubuild.profiles.settings import PciId
+from vgpubuild.profiles.settings import PciId
 
 NVIDIA = 0x10DE
 DISPLAY_CLASS = 0x03

@@ -24,14 +24,15 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, Any, cast
 
+from vgpubuild import log
+from vgpubuild.artifact import read_manifest
+from vgpubuild.cache import Cache
+from vgpubuild.catalog import Release
 from vgpubuild.errors import InputError, XmlConfigError
-
-if TYPE_CHECKING:
-    from vgpubuild.cache import Cache
-    from vgpubuild.catalog import Release
-    from vgpubuild.vgpuconfig.model import VgpuConfig
+from vgpubuild.runfile import read_header
+from vgpubuild.vgpuconfig.model import VgpuConfig
 
 XML_NAME = "vgpuConfig.xml"
 MAX_XML_BYTES = 64 << 20
@@ -52,8 +53,6 @@ class ReleaseXml:
 
     def parse(self) -> VgpuConfig:
         """A fresh parsed copy (edits to it stay in memory)."""
-        from vgpubuild.vgpuconfig.model import VgpuConfig
-
         return VgpuConfig.parse(self.data, self.origin)
 
 
@@ -61,8 +60,6 @@ def from_path(path: Path) -> ReleaseXml:
     """``--xml PATH``: a vgpuConfig.xml file, or an artifact folder holding one."""
     if not path.is_dir():
         return ReleaseXml(_read(path), str(path))
-    from vgpubuild.artifact import read_manifest
-
     manifest = read_manifest(path) or {}
     release = manifest.get("release")
     version = release.get("version") if isinstance(release, dict) else None
@@ -92,8 +89,6 @@ def from_cache(release: Release, cache: Cache) -> ReleaseXml | None:
     zip_path = cache.lookup(release.zip_sha256, release.zip_name)
     if zip_path is None:
         return None
-    from vgpubuild import log
-
     log.get_logger(stage="gpus").info(
         "reading vgpuConfig.xml from the cached GRID zip",
         release=release.version,
@@ -104,8 +99,6 @@ def from_cache(release: Release, cache: Cache) -> ReleaseXml | None:
 
 def from_zip(zip_path: Path, release: Release) -> ReleaseXml:
     """Stream vgpuConfig.xml out of the host driver .run inside the GRID zip."""
-    from vgpubuild.runfile import read_header
-
     origin = f"the GRID zip {zip_path.name}"
     try:
         with zipfile.ZipFile(zip_path) as zf:
