@@ -40,3 +40,18 @@ def test_readme_migration_guide_covers_every_module_option() -> None:
     module_options += [f"profileOverrides.\"ID\".{k}" for k in override_options]
     missing = [k for k in module_options if k.split(".")[-1] not in guide]
     assert not missing, f"README migration guide misses {missing}"
+
+
+def test_architecture_names_every_module() -> None:
+    """A newcomer finds each stage by its file name: docs/architecture.md names them all."""
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "architecture.md").read_text()
+    package = root / "vgpubuild"
+    modules = [
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if not p.name.startswith("__") and p.parent.name != "cli"
+    ]
+    names = {m: (f"`{m}`", f"`vgpubuild/{m}`", f"`{m.split('/')[-1]}`") for m in modules}
+    missing = [m for m, spelt in names.items() if not any(s in text for s in spelt)]
+    assert not missing, f"docs/architecture.md does not name {missing}"
