@@ -10,6 +10,7 @@ removed at the end. Targets: ratio <= 1.10, peak RSS < 100 MB, --help < 0.3 s.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from treegen import bench_tree, write_file
@@ -45,7 +47,7 @@ def run(cmd: list[str], sink: str = "capture") -> Run:
         assert proc.stdout is not None
         if sink == "count":
             total = 0
-            while chunk := proc.stdout.read1(1 << 20):
+            while chunk := cast(io.BufferedReader, proc.stdout).read1(1 << 20):
                 total += len(chunk)
             output = str(total).encode()
         else:
@@ -138,19 +140,19 @@ def main() -> int:
 
     print()
     print(f"{'case':<28} {'ours s':>7} {'nix s':>7} {'ratio':>6} {'ours MB':>8} {'nix MB':>7}  ok")
-    for label, ours, theirs in rows:
-        if theirs is None:
+    for label, ours, ref in rows:
+        if ref is None:
             ok = ours.seconds < 0.3 and ours.rss_mb < 100
             print(
                 f"{label:<28} {ours.seconds:7.3f} {'':>7} {'':>6} {ours.rss_mb:8.1f} {'':>7}  "
                 f"{'yes' if ok else 'NO'} (target < 0.3 s)"
             )
             continue
-        ratio = ours.seconds / theirs.seconds
+        ratio = ours.seconds / ref.seconds
         ok = ratio <= 1.10 and ours.rss_mb < 100
         print(
-            f"{label:<28} {ours.seconds:7.3f} {theirs.seconds:7.3f} {ratio:6.2f} "
-            f"{ours.rss_mb:8.1f} {theirs.rss_mb:7.1f}  {'yes' if ok else 'NO'}"
+            f"{label:<28} {ours.seconds:7.3f} {ref.seconds:7.3f} {ratio:6.2f} "
+            f"{ours.rss_mb:8.1f} {ref.rss_mb:7.1f}  {'yes' if ok else 'NO'}"
         )
     return 1 if mismatches else 0
 

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -33,12 +34,16 @@ from vgpubuild.vgpuconfig.model import VgpuConfig  # noqa: E402
 RUNS = 5
 
 
-def workload(data: bytes) -> tuple[dict[str, dict], list[tuple[tuple[str, str], str]]]:
+Overrides = dict[str, dict[str, Any]]
+Clones = list[tuple[tuple[str, str], str]]
+
+
+def workload(data: bytes) -> tuple[Overrides, Clones]:
     """50 overrides on spread-out profiles, 20 clones from sources sed can match."""
     config = VgpuConfig.parse(data)
-    ids = config.type_ids()
+    ids = [p.id for p in config.profiles]
     step = len(ids) // 50
-    overrides: dict[str, dict] = {}
+    overrides: Overrides = {}
     for n, pid in enumerate(ids[::step][:50]):
         overrides[str(pid)] = {
             "vramAllocation": 1024 + 512 * (n % 8),
@@ -46,7 +51,7 @@ def workload(data: bytes) -> tuple[dict[str, dict], list[tuple[tuple[str, str], 
             "display": {"width": 1920, "height": 1080},
             "framerateLimit": 0 if n % 5 == 0 else 60 + n,
         }
-    clones: list[tuple[tuple[str, str], str]] = []
+    clones: Clones = []
     seen: set[tuple[str, str]] = set()
     for el in config.pgpu_elements():
         dev = el.find("devId")
@@ -62,11 +67,11 @@ def workload(data: bytes) -> tuple[dict[str, dict], list[tuple[tuple[str, str], 
     return overrides, clones
 
 
-def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(cmd, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+def run(cmd: list[str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(cmd, check=True, capture_output=True)
 
 
-def reference_chain(xml: Path, overrides: dict[str, dict], clones: list, per_value: bool) -> None:
+def reference_chain(xml: Path, overrides: Overrides, clones: Clones, per_value: bool) -> None:
     for (dev, sub), new in clones:
         run(
             [

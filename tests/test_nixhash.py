@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 from conftest import run_cli
@@ -164,6 +164,7 @@ def test_readahead_stops_and_closes_the_producer_when_the_consumer_stops() -> No
 
     stream = readahead(endless(), depth=1)
     assert next(stream) == b"x"
+    assert isinstance(stream, Generator)  # readahead is a generator: close() stops it
     stream.close()
     assert closed == [True]
 

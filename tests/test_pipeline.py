@@ -87,10 +87,20 @@ def vgpu_type(xml: Path, pid: str) -> etree._Element:
     return node
 
 
+def text(el: etree._Element, path: str) -> str:
+    """The text (or, with ``@``, the attribute) at ``path``; its absence fails the test."""
+    path, _, attr = path.partition("@")
+    found = el.find(path) if path else el
+    assert found is not None, path
+    value = found.get(attr) if attr else found.text
+    assert value is not None, f"{path}@{attr}"
+    return value
+
+
 def pgpu_ids(xml: Path) -> set[tuple[int, int]]:
     root = etree.parse(str(xml)).getroot()
     return {
-        (int(d.get("deviceId"), 16), int(d.get("subsystemId"), 16))
+        (int(text(d, "@deviceId"), 16), int(text(d, "@subsystemId"), 16))
         for d in root.findall("pgpu/devId")
     }
 
@@ -156,12 +166,12 @@ def test_vgpu_kvm_with_overrides_and_clones(demo: DemoInputs, tmp_path: Path) ->
 
     xml = artifact / "vgpuConfig.xml"
     t = vgpu_type(xml, "333")
-    assert int(t.findtext("profileSize"), 16) == 3584 * 1048576
-    assert int(t.findtext("fbReservation"), 16) == 0x12000000
-    assert int(t.findtext("framebuffer"), 16) == 0xCE000000
+    assert int(text(t, "profileSize"), 16) == 3584 * 1048576
+    assert int(text(t, "fbReservation"), 16) == 0x12000000
+    assert int(text(t, "framebuffer"), 16) == 0xCE000000
     assert t.findtext("numHeads") == "1"
-    assert t.find("display").get("width") == "1920" and t.findtext("maxPixels") == "2073600"
-    assert int(t.findtext("frlConfig"), 16) == 144 and t.findtext("frame_rate_limiter") == "1"
+    assert text(t, "display@width") == "1920" and t.findtext("maxPixels") == "2073600"
+    assert int(text(t, "frlConfig"), 16) == 144 and t.findtext("frame_rate_limiter") == "1"
     ids = pgpu_ids(xml)
     assert (0x1E07, 0) in ids and (0x1E30, 0x12BA) in ids
     assert (0x1E84, 0) in ids  # patch.sh's own built-in clone ran too
@@ -218,7 +228,7 @@ def test_general_merge_with_overrides_and_clones(demo: DemoInputs, tmp_path: Pat
     assert m["inputs"][2]["sha256"] == hash_file(demo.general_run).sri
     xml = artifact / "vgpuConfig.xml"
     t = vgpu_type(xml, "334")
-    assert int(t.findtext("profileSize"), 16) == 2048 << 20 and t.findtext("numHeads") == "2"
+    assert int(text(t, "profileSize"), 16) == 2048 << 20 and t.findtext("numHeads") == "2"
     assert (0x1B81, 0) in pgpu_ids(xml)
     # Both drivers are in the merged tree, and the GPL switch was left off.
     assert (artifact / "sriov-manage").is_file() and (artifact / "nvidia-installer").is_file()

@@ -14,7 +14,7 @@ from treegen import forget, mixed_tree, nix, write_file
 from vgpubuild.errors import InputError, InvalidStoreNameError
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import hash_file
-from vgpubuild.store import check_name, fixed_output_path, path_for, store_dir
+from vgpubuild.store import Ingestion, check_name, fixed_output_path, path_for, store_dir
 
 NAMES = [
     "ok",
@@ -80,7 +80,7 @@ def test_fixed_output_paths_for_every_algorithm_match_nix(
     flag = ["--recursive"] if recursive else []
     added = nix("nix-store", "--add-fixed", *flag, algo, str(path))
     try:
-        ingestion = "recursive" if recursive else "flat"
+        ingestion: Ingestion = "recursive" if recursive else "flat"
         assert fixed_output_path(content, "payload", ingestion) == added
     finally:
         forget(added)

@@ -17,8 +17,13 @@ BAD = Hash("sha256", hashlib.sha256(b"bad").digest())
 
 
 def test_a_match_returns_the_hash_and_sets_nothing_aside() -> None:
-    moved: list[bool] = []
-    assert Pinned(GOOD, "x").check(GOOD, set_aside=lambda: moved.append(True) or Path()) == GOOD
+    moved: list[Path] = []
+
+    def set_aside() -> Path:
+        moved.append(Path("quarantine"))
+        return moved[-1]
+
+    assert Pinned(GOOD, "x").check(GOOD, set_aside=set_aside) == GOOD
     assert moved == []
 
 

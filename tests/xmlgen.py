@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 MIB = 1024 * 1024
 DOCTYPE = '<!DOCTYPE vgpuconfig SYSTEM "http://www.nvidia.com/dtd/vgpuConfig.dtd">'
@@ -192,7 +193,7 @@ def large() -> bytes:
 # code so the differential tests compare two implementations, not one with itself.
 
 
-def vgpu4nixos_xmlstarlet(overrides: dict[str, dict]) -> list[str]:
+def vgpu4nixos_xmlstarlet(overrides: dict[str, dict[str, Any]]) -> list[str]:
     """The ``xmlstarlet ed -P -u ... -v ...`` arguments vgpu4nixos's utils.nix generates.
 
     Follows its attrsToVgpuXmlCmd/genVgpuXmlCmd: profiles and element names in Nix

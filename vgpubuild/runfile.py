@@ -110,7 +110,31 @@ def read_header(f: IO[bytes], path: Path, expected_version: str | None = None) -
     first = f.readline(256)
     if not (first.startswith(b"#!") and b"sh" in first):
         raise _not_a_run(path, "it does not start with a shell header")
-    starts = [0, len(first)]  # starts[i] = byte offset of line i+1
+    starts, skip, values = _scan_header(f, len(first))
+    if skip is None:
+        raise _not_a_run(path, "its header has no 'skip=' line")
+    if not 2 <= skip < len(starts):
+        raise _not_a_run(path, f"'skip={skip}' does not point at a payload")
+    # NVIDIA: payload from line `skip`; makeself 2.x: payload after `skip` lines.
+    kind, offset = None, 0
+    for offset in starts[skip - 1 : skip + 1]:
+        f.seek(offset)
+        if kind := _payload_kind(f.read(512)):
+            break
+    if kind is None:
+        raise _not_a_run(path, f"no compressed payload where 'skip={skip}' points")
+    label, targetdir = values.get("label"), values.get("targetdir")
+    version = _version(path, values, expected_version)
+    return RunInfo(path, version, label, targetdir, skip, offset, kind)
+
+
+def _scan_header(f: IO[bytes], first: int) -> tuple[list[int], int | None, dict[str, str]]:
+    """Line offsets up to the payload, the ``skip=`` value and the header's assignments.
+
+    ``starts[i]`` is the byte offset of line ``i + 1``; at most ``MAX_HEADER_BYTES`` are
+    read looking for ``skip=``.
+    """
+    starts = [0, first]
     skip: int | None = None
     values: dict[str, str] = {}
     while skip is None or len(starts) <= skip:
@@ -124,23 +148,16 @@ def read_header(f: IO[bytes], path: Path, expected_version: str | None = None) -
             skip = int(m.group(1))
         elif (m := _ASSIGN.match(line.rstrip(b"\r\n"))) and m.group(1).decode() not in values:
             values[m.group(1).decode()] = _unquote(m.group(2))
-    if skip is None:
-        raise _not_a_run(path, "its header has no 'skip=' line")
-    if not 2 <= skip < len(starts):
-        raise _not_a_run(path, f"'skip={skip}' does not point at a payload")
-    # NVIDIA: payload from line `skip`; makeself 2.x: payload after `skip` lines.
-    kind, offset = None, 0
-    for offset in starts[skip - 1 : skip + 1]:
-        f.seek(offset)
-        if kind := _payload_kind(f.read(512)):
-            break
-    if kind is None:
-        raise _not_a_run(path, f"no compressed payload where 'skip={skip}' points")
+    return starts, skip, values
 
-    label = values.get("label")
-    targetdir = values.get("targetdir")
+
+def _version(path: Path, values: dict[str, str], expected: str | None) -> str:
+    """The driver version from the header (or its label/targetdir), else from the name.
+
+    Both, where present, must be ``expected``.
+    """
     header_version = values.get("version")
-    for text in (label, targetdir):
+    for text in (values.get("label"), values.get("targetdir")):
         if header_version is None and text and (found := _VERSION.findall(text)):
             header_version = found[-1]
     name_match = _NAME_VERSION.match(path.name)
@@ -148,16 +165,15 @@ def read_header(f: IO[bytes], path: Path, expected_version: str | None = None) -
     version = header_version or name_version
     if version is None:
         raise _not_a_run(path, "neither its name nor its header gives a driver version")
-    if expected_version is not None:
-        for where, found_version in (("name", name_version), ("header", header_version)):
-            if found_version is not None and found_version != expected_version:
-                raise InputError(
-                    f"{path.name!r} is driver {found_version} (from its {where}), but the "
-                    f"release needs {expected_version}",
-                    hint="Use the .run files of the release you asked for, or pick the release "
-                    "that matches these files.",
-                )
-    return RunInfo(path, version, label, targetdir, skip, offset, kind)
+    for where, found_version in (("name", name_version), ("header", header_version)):
+        if expected is not None and found_version is not None and found_version != expected:
+            raise InputError(
+                f"{path.name!r} is driver {found_version} (from its {where}), but the "
+                f"release needs {expected}",
+                hint="Use the .run files of the release you asked for, or pick the release "
+                "that matches these files.",
+            )
+    return version
 
 
 # --------------------------------------------------------------------------------- writer

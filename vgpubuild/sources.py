@@ -97,8 +97,7 @@ def _from_nix_store(spec: InputSpec) -> Path | None:
     Pinned(spec.sha256, spec.name).check_file(  # only a corrupted store fails; never use it
         path,
         note=f"the copy at {path} is damaged and was not used",
-        hint="Repair the store (nix-store --verify --check-contents --repair) or delete "
-        "that path.",
+        hint="Repair the store (nix-store --verify --check-contents --repair) or delete that path.",
     )
     return path
 
@@ -149,45 +148,18 @@ def driver_sources(
     GRID zip is. With ``merged`` the consumer ("general") driver follows.
     """
     ds = driver_source or DriverSource()
-    ds_name, ds_url, raw_sha = ds.name, ds.url, ds.sha256
-    if raw_sha == "":
-        raise ConfigError(
-            "driverSource.sha256 is empty",
-            hint="Run 'vgpubuild prefetch URL' to learn the file's hash and put it there.",
-        )
-    ds_sha = Hash.parse(raw_sha, "sha256") if raw_sha is not None else None
-    if ds_name and ds_sha is None and not ds_name.endswith(".zip"):
-        raise ConfigError(
-            f"driverSource.name {ds_name!r} is not a .zip, but no driverSource.sha256 is set",
-            hint="Declare driverSource.sha256 for a .run file, or name the GRID .zip.",
-        )
-    if ds_name and ds_sha is not None and not ds_name.endswith(".run"):
-        raise ConfigError(
-            f"driverSource.sha256 is set, so a .run is expected, but the name is {ds_name!r}",
-            hint="Remove driverSource.sha256 to use a GRID .zip, or name the .run file.",
-        )
-
-    version = release.guest_version if guest else release.host_version
-    if ds_sha is not None:
-        sha = ds_sha
-    elif guest and not ds_name.endswith(".zip") and not zip_path:
-        if release.guest_sha256 is None:
-            raise ConfigError(
-                f"release {release.version} has no guest driver hash",
-                hint="Set driverSource.sha256 (and name) for the guest .run file.",
-            )
-        sha = release.guest_sha256
-    else:
-        sha = release.zip_sha256
+    ds_sha = _declared_hash(ds)
+    sha = _driver_hash(release, ds, ds_sha, guest=guest, zip_path=zip_path)
     is_zip = sha == release.zip_sha256 and ds_sha is None
-    if ds_name:
-        name = ds_name
+    if ds.name:
+        name = ds.name
     elif is_zip:
         name = release.zip_name
     else:
+        version = release.guest_version if guest else release.host_version
         name = f"{LINUX_RUN_PREFIX}{version}-{'grid' if guest else 'vgpu-kvm'}.run"
-    url: str | None = ds_url or None
-    if not url and guest and not ds_name and ds_sha is None and not is_zip:
+    url: str | None = ds.url or None
+    if not url and guest and not ds.name and ds_sha is None and not is_zip:
         url = release.guest_url or GUEST_URL.format(grid=release.version, name=name)
     path: Path | None = None
     if zip_path:
@@ -196,34 +168,64 @@ def driver_sources(
                 "--zip was given, but driverSource.sha256 says a .run file is used",
                 hint="Drop --zip, or remove driverSource.sha256 and name to use the GRID zip.",
             )
-        if is_url(zip_path):
-            url, path = zip_path, None
-        else:
-            path = Path(zip_path)
-    specs = [
-        InputSpec(
-            name=name,
-            sha256=sha,
-            url=url,
-            path=path,
-            nix_store=True,
-            curl_opts=ds.curlOptsList,
-            obtain_hint=_zip_hint() if is_zip else None,
+        url, path = (zip_path, None) if is_url(zip_path) else (url, Path(zip_path))
+    driver = InputSpec(
+        name=name,
+        sha256=sha,
+        url=url,
+        path=path,
+        nix_store=True,
+        curl_opts=ds.curlOptsList,
+        obtain_hint=_zip_hint() if is_zip else None,
+    )
+    return [driver, _general(release)] if merged else [driver]
+
+
+def _declared_hash(ds: DriverSource) -> Hash | None:
+    """``driverSource.sha256``, checked against the name's extension (vgpu4nixos's rule)."""
+    if ds.sha256 == "":
+        raise ConfigError(
+            "driverSource.sha256 is empty",
+            hint="Run 'vgpubuild prefetch URL' to learn the file's hash and put it there.",
         )
-    ]
-    if merged:
-        p = release.patcher
-        if p is None or p.general_sha256 is None:
+    ds_sha = Hash.parse(ds.sha256, "sha256") if ds.sha256 is not None else None
+    if ds.name and ds_sha is None and not ds.name.endswith(".zip"):
+        raise ConfigError(
+            f"driverSource.name {ds.name!r} is not a .zip, but no driverSource.sha256 is set",
+            hint="Declare driverSource.sha256 for a .run file, or name the GRID .zip.",
+        )
+    if ds.name and ds_sha is not None and not ds.name.endswith(".run"):
+        raise ConfigError(
+            f"driverSource.sha256 is set, so a .run is expected, but the name is {ds.name!r}",
+            hint="Remove driverSource.sha256 to use a GRID .zip, or name the .run file.",
+        )
+    return ds_sha
+
+
+def _driver_hash(
+    release: Release, ds: DriverSource, ds_sha: Hash | None, *, guest: bool, zip_path: str | None
+) -> Hash:
+    """The driver's pinned hash: declared, else the public guest .run's, else the zip's."""
+    if ds_sha is not None:
+        return ds_sha
+    if guest and not ds.name.endswith(".zip") and not zip_path:
+        if release.guest_sha256 is None:
             raise ConfigError(
-                f"release {release.version} has no consumer driver hash for a merged driver",
-                hint="Merged drivers need a release with patcher support (vgpubuild releases list).",
+                f"release {release.version} has no guest driver hash",
+                hint="Set driverSource.sha256 (and name) for the guest .run file.",
             )
-        specs.append(
-            InputSpec(
-                name=release.general_run_name,
-                sha256=p.general_sha256,
-                url=p.general_url,
-                nix_store=True,
-            )
+        return release.guest_sha256
+    return release.zip_sha256
+
+
+def _general(release: Release) -> InputSpec:
+    """The consumer driver a merged target combines with the vGPU one."""
+    p = release.patcher
+    if p is None or p.general_sha256 is None:
+        raise ConfigError(
+            f"release {release.version} has no consumer driver hash for a merged driver",
+            hint="Merged drivers need a release with patcher support (vgpubuild releases list).",
         )
-    return specs
+    return InputSpec(
+        name=release.general_run_name, sha256=p.general_sha256, url=p.general_url, nix_store=True
+    )

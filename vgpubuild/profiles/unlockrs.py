@@ -113,23 +113,10 @@ def _one(values: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[st
     xml: dict[str, Any] = {}
     if "num_displays" in numbers:
         out["heads"] = numbers.pop("num_displays")
-    if "display_width" in numbers and "display_height" in numbers:
-        out["display"] = {
-            "width": numbers.pop("display_width"),
-            "height": numbers.pop("display_height"),
-        }
-    for side in ("width", "height"):
-        if f"display_{side}" in numbers:
-            xml["display"] = {side: str(numbers.pop(f"display_{side}"))}
+    _display(numbers, out, xml)
     if "cuda_enabled" in numbers:
         out["enableCuda"] = numbers.pop("cuda_enabled") != 0
-    if "frl_config" in numbers:
-        rate = numbers.pop("frl_config")
-        enabled = numbers.pop("frl_enabled", 1 if rate > 0 else 0)
-        if (rate > 0) == (enabled != 0):
-            out["framerateLimit"] = rate
-        else:
-            xml["frlConfig"], xml["frame_rate_limiter"] = to_hex(rate), str(enabled)
+    _frame_rate(numbers, out, xml)
     if "framebuffer" in numbers and "framebuffer_reservation" in numbers:
         xml["profileSize"] = to_hex(numbers["framebuffer"] + numbers["framebuffer_reservation"])
     for key, value in numbers.items():
@@ -138,6 +125,30 @@ def _one(values: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[st
     if xml:
         out["xmlConfig"] = xml
     return out, unmapped
+
+
+def _display(numbers: dict[str, int], out: dict[str, Any], xml: dict[str, Any]) -> None:
+    """Both sides become the ``display`` option; one side alone is written as it is."""
+    if "display_width" in numbers and "display_height" in numbers:
+        out["display"] = {
+            "width": numbers.pop("display_width"),
+            "height": numbers.pop("display_height"),
+        }
+    for side in ("width", "height"):
+        if f"display_{side}" in numbers:
+            xml["display"] = {side: str(numbers.pop(f"display_{side}"))}
+
+
+def _frame_rate(numbers: dict[str, int], out: dict[str, Any], xml: dict[str, Any]) -> None:
+    """``framerateLimit`` when the limiter flag agrees with the rate, else both raw values."""
+    if "frl_config" not in numbers:
+        return
+    rate = numbers.pop("frl_config")
+    enabled = numbers.pop("frl_enabled", 1 if rate > 0 else 0)
+    if (rate > 0) == (enabled != 0):
+        out["framerateLimit"] = rate
+    else:
+        xml["frlConfig"], xml["frame_rate_limiter"] = to_hex(rate), str(enabled)
 
 
 def _number(value: Any, where: str) -> int:
