@@ -30,7 +30,7 @@ from vgpubuild import log
 from vgpubuild.artifact import read_manifest
 from vgpubuild.cache import Cache
 from vgpubuild.catalog import Release
-from vgpubuild.errors import InputError, XmlConfigError
+from vgpubuild.errors import InputError, XmlConfigError, input_error
 from vgpubuild.runfile import read_header
 from vgpubuild.vgpuconfig.model import VgpuConfig
 
@@ -73,15 +73,14 @@ def from_path(path: Path) -> ReleaseXml:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(
-            f"{str(path)!r} does not exist",
-            hint="Give a vgpuConfig.xml file or a folder vgpubuild patch wrote.",
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    with input_error(f"cannot read {str(path)!r}"):
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise InputError(
+                f"{str(path)!r} does not exist",
+                hint="Give a vgpuConfig.xml file or a folder vgpubuild patch wrote.",
+            ) from None
 
 
 def from_cache(release: Release, cache: Cache) -> ReleaseXml | None:
