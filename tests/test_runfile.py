@@ -14,7 +14,7 @@ import pytest
 from conftest import require_tool
 
 from vgpubuild.errors import InputError
-from vgpubuild.runfile import Compression, check_run, make_run
+from vgpubuild.runfile import RunCompression, check_run, make_run
 
 NAME = "NVIDIA-Linux-x86_64-550.1.2-vgpu-kvm.run"
 
@@ -52,7 +52,7 @@ def _sh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("compression", ["xz", "gzip"])
-def test_make_run_extracts_with_sh_target(tmp_path: Path, compression: Compression) -> None:
+def test_make_run_extracts_with_sh_target(tmp_path: Path, compression: RunCompression) -> None:
     payload = _payload(tmp_path / "payload")
     run = make_run(
         tmp_path / NAME, payload, "Test driver 550.1.2", "550.1.2", compression=compression

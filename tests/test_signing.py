@@ -100,7 +100,8 @@ def test_verify_refuses_non_canonical_s() -> None:
 
 
 def test_sig_field_needs_the_key_name_and_valid_base64() -> None:
-    key = _key(*(str(v) for v in RFC8032_VECTORS[2].values[:2]), name="cache-1")
+    seed, public = (str(v) for v in RFC8032_VECTORS[2].values[:2])
+    key = _key(seed, public, name="cache-1")
     sig = key.signature(b"fp")
     assert key.public.verify_sig(b"fp", sig)
     assert not key.public.verify_sig(b"fp", "cache-2:" + sig.partition(":")[2])

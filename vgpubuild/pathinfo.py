@@ -16,10 +16,10 @@ from pathlib import Path
 
 from vgpubuild.errors import InputError, UsageError
 from vgpubuild.narinfo import PathInfo
-from vgpubuild.nixhash import Hash, hash_file
+from vgpubuild.nixhash import NIX32_ALPHABET, Hash, hash_file
 from vgpubuild.store import check_name, fixed_output_path
 
-_NIX32_CHAR = rb"[0-9a-df-np-sv-z]"
+_NIX32_CHAR = b"[" + NIX32_ALPHABET.encode() + b"]"
 _HASH_PART = _NIX32_CHAR + rb"{32}"
 
 
