@@ -239,7 +239,8 @@ def test_add_unknown_file_needs_a_hash(tmp_path: Path) -> None:
     r = run_cli("add", str(f), env=_env(tmp_path))
     assert r.exit_code == InputError.exit_code and "--sha256" in r.stderr
     r = run_cli("add", str(f), "--sha256", sha(b"abc").sri, env=_env(tmp_path))
-    assert r.exit_code == 0 and Path(r.stdout.strip()).read_bytes() == b"abc"
+    assert r.exit_code == 0, r.stderr
+    assert Path(r.stdout.splitlines()[0].split(maxsplit=1)[1]).read_bytes() == b"abc"
 
 
 def test_fetch_after_add_works_offline(tmp_path: Path) -> None:

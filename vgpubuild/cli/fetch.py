@@ -12,6 +12,8 @@ from vgpubuild.cli.releases import ReleasesFile, user_releases
 
 if TYPE_CHECKING:
     from vgpubuild.fetch import FetchOptions
+    from vgpubuild.nixadd import NixAdd
+    from vgpubuild.nixhash import Hash
 
 Offline = Annotated[
     bool, typer.Option("--offline", help="Never use the network: cache, paths and Nix store only.")
@@ -137,6 +139,19 @@ def prefetch_cmd(
     name: Annotated[
         str | None, typer.Option("--name", help="File name to store it under (default: from URL).")
     ] = None,
+    print_path: Annotated[
+        bool,
+        typer.Option(
+            "--print-path",
+            help="Also print the file's path (its Nix store path with --nix-store).",
+        ),
+    ] = False,
+    nix_store: Annotated[
+        bool,
+        typer.Option(
+            "--nix-store", help="Also add it to the Nix store (nix-store --add-fixed sha256)."
+        ),
+    ] = False,
     curl_opts: CurlOpts = None,
     offline: Offline = False,
     attempts: Attempts = 5,
@@ -145,9 +160,11 @@ def prefetch_cmd(
     insecure: Insecure = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Download URL into the cache and print its SRI hash and cached path (nix-prefetch-url).
+    """Download URL into the cache and print its SRI hash, as nix-prefetch-url does.
 
-    Example: vgpubuild prefetch https://download.nvidia.com/XFree86/Linux-x86_64/550.90.07/NVIDIA-Linux-x86_64-550.90.07.run
+    The hash alone goes to stdout; --print-path adds the path on a second line.
+
+    Example: vgpubuild prefetch --print-path https://download.nvidia.com/XFree86/Linux-x86_64/550.90.07/NVIDIA-Linux-x86_64-550.90.07.run
     """
     from vgpubuild.cache import Cache, entry_hash
     from vgpubuild.fetch import download
@@ -157,11 +174,13 @@ def prefetch_cmd(
     want = Hash.parse(expected, "sha256") if expected else None
     path = download(url, want, Cache(), options, name=name)
     got = want or entry_hash(path)
+    nix = _to_nix_store(path, got, nix_store)
     if as_json:
-        print_json({"name": path.name, "sha256": got.sri, "path": str(path)})
+        print_json({"name": path.name, "sha256": got.sri, "path": str(path), **_nix_json(nix)})
         return
     print_line(got.sri)
-    print_line(str(path))
+    if print_path:
+        print_line(nix.store_path if nix.added else str(path))
 
 
 def add_cmd(
@@ -173,12 +192,22 @@ def add_cmd(
     name: Annotated[
         str | None, typer.Option("--name", help="Store it under this name (default: file name).")
     ] = None,
+    nix_store: Annotated[
+        bool,
+        typer.Option(
+            "--nix-store/--no-nix-store",
+            help="Also add it to the Nix store, where mkPatchedDriver's requireFile finds it "
+            "(default: when nix-store is installed).",
+        ),
+    ] = True,
     releases_file: ReleasesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Check a file against the catalog (by name and hash), then put it in the cache.
+    """Check a file against the catalog (by name and hash), then put it in the cache and the Nix store.
 
-    The requireFile step without Nix: afterwards builds find the file offline.
+    Afterwards `vgpubuild patch` finds the file offline, and so does Nix: the store path is
+    the one requireFile gives the catalog's name and hash (nix-store --add-fixed sha256).
+    Without Nix, the command to run on the Nix machine is printed instead.
 
     Example: vgpubuild add ~/Downloads/NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
     """
@@ -211,10 +240,46 @@ def add_cmd(
         release, name = by_hash[0].version, by_hash[1]
         expected = got
     path = Cache().add_file(file, expected, name)
+    nix = _to_nix_store(path, expected, nix_store)
     if as_json:
-        print_json({"name": name, "release": release, "sha256": expected.sri, "path": str(path)})
+        print_json(
+            {
+                "name": name,
+                "release": release,
+                "sha256": expected.sri,
+                "path": str(path),
+                **_nix_json(nix),
+            }
+        )
         return
-    print_line(str(path))
+    print_line(f"cached:      {path}")
+    if nix.added:
+        print_line(f"nix store:   {nix.store_path}")
+    else:
+        print_line(f"add it with: {nix.command}")
+
+
+def _to_nix_store(path: Path, sha256: Hash, wanted: bool) -> NixAdd:
+    """Add a cached file to the Nix store when asked; say so on stderr when it could not be."""
+    from vgpubuild import log
+    from vgpubuild.nixadd import add_flat
+
+    result = add_flat(path, sha256, run=wanted)
+    if result.failed:
+        log.get_logger().warning(
+            "not added to the Nix store", reason=result.why_not, run=result.command
+        )
+    elif wanted and not result.added:
+        log.get_logger().info("not added to the Nix store", reason=result.why_not)
+    return result
+
+
+def _nix_json(nix: NixAdd) -> dict[str, object]:
+    return {
+        "store_path": nix.store_path,
+        "in_nix_store": nix.added,
+        "add_command": nix.command,
+    }
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,116 @@
+"""The first real build as a user lives it (issue 12): one test per step, through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import nixenv
+import pytest
+from conftest import require_tool, run_cli
+
+from vgpubuild.nixhash import Hash
+
+pytestmark = pytest.mark.usefixtures("no_user_netrc")
+
+ZIP_NAME = "NVIDIA-GRID-Linux-KVM-550.54.10-550.54.14-551.78.zip"
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {"VGPUBUILD_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path / "home")}
+
+
+def _user_release(tmp_path: Path) -> tuple[Path, Path, Hash]:
+    """A small generated zip (random content) and a releases file defining its release."""
+    src = tmp_path / "download.zip"  # a browser's name, not the catalog's
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("Host_Drivers/README.txt", os.urandom(2000).hex())
+    digest = Hash("sha256", hashlib.sha256(src.read_bytes()).digest())
+    releases = tmp_path / "releases.toml"
+    releases.write_text(
+        '[releases."17.97"]\nhost_version = "550.54.10"\nguest_version = "550.54.14"\n'
+        f'general_version = "550.54.14"\nzip_name = "{ZIP_NAME}"\nzip_sha256 = "{digest.sri}"\n'
+    )
+    return src, releases, digest
+
+
+# -- item 2: `add` reaches the Nix store -------------------------------------------------------
+
+
+REQUIRE_FILE_BUILDER = """\
+import sys
+sys.exit("the builder ran: the file was not in the store")
+"""
+
+
+def test_add_puts_the_zip_where_require_file_finds_it(tmp_path: Path, nix_store: str) -> None:
+    require_tool("nix-build")
+    src, releases, digest = _user_release(tmp_path)
+    r = run_cli("add", str(src), "--releases", str(releases), "--json", env=_env(tmp_path))
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["in_nix_store"] and out["name"] == ZIP_NAME
+    fixed = subprocess.run(
+        [nix_store, "--print-fixed-path", "sha256", digest.hex, ZIP_NAME],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    drv_path = None
+    try:
+        assert out["store_path"] == fixed
+        subprocess.run([nix_store, "--check-validity", fixed], check=True)
+        assert Path(fixed).read_bytes() == src.read_bytes()
+        # What requireFile makes: a fixed-output derivation, the name and the flat sha256.
+        # Its builder fails if it runs, so success means Nix found the output already there.
+        built = nixenv.build_python(
+            tmp_path,
+            ZIP_NAME,
+            REQUIRE_FILE_BUILDER,
+            {
+                "outputHashMode": '"flat"',
+                "outputHashAlgo": '"sha256"',
+                "outputHash": f'"{digest.hex}"',
+            },
+        )
+        assert built.returncode == 0, built.stderr
+        assert built.out_path == fixed
+        assert "will be built" not in built.stderr
+        drv_path = subprocess.run(
+            ["nix-instantiate", str(tmp_path / f"{ZIP_NAME}.nix")],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()
+    finally:
+        # The store is the machine's: leave it as it was (both paths are unreferenced).
+        for path in (drv_path, fixed):
+            if path and path.startswith("/"):
+                subprocess.run([nix_store, "--delete", path], capture_output=True, check=False)
+
+
+def test_prefetch_prints_what_nix_prefetch_url_prints(tmp_path: Path, nix_store: str) -> None:
+    reference = require_tool("nix-prefetch-url")
+    src, _, digest = _user_release(tmp_path)
+    nix32, ref_path = subprocess.run(
+        [reference, "--print-path", src.as_uri()], capture_output=True, text=True, check=True
+    ).stdout.split()
+    try:
+        alone = run_cli("prefetch", src.as_uri(), env=_env(tmp_path))
+        assert alone.exit_code == 0, alone.stderr
+        assert alone.stdout == digest.sri + "\n"
+        ours = run_cli("prefetch", src.as_uri(), "--nix-store", "--print-path", env=_env(tmp_path))
+        assert ours.exit_code == 0, ours.stderr
+        assert ours.stdout.split() == [Hash.parse(f"sha256:{nix32}").sri, ref_path]
+    finally:
+        subprocess.run([nix_store, "--delete", ref_path], capture_output=True, check=False)
+
+
+def test_add_without_nix_prints_the_command(tmp_path: Path) -> None:
+    src, releases, _ = _user_release(tmp_path)
+    r = run_cli("add", str(src), "--releases", str(releases), env={**_env(tmp_path), "PATH": ""})
+    assert r.exit_code == 0, r.stderr
+    cached, command = r.stdout.splitlines()
+    cached_path = Path(cached.removeprefix("cached:").strip())
+    assert cached_path.name == ZIP_NAME
+    assert command == f"add it with: nix-store --add-fixed sha256 {cached_path}"
