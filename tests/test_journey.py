@@ -114,3 +114,31 @@ def test_add_without_nix_prints_the_command(tmp_path: Path) -> None:
     cached_path = Path(cached.removeprefix("cached:").strip())
     assert cached_path.name == ZIP_NAME
     assert command == f"add it with: nix-store --add-fixed sha256 {cached_path}"
+
+
+# -- item 11: Nix users' habits in `hash` ------------------------------------------------------
+
+
+def test_hash_takes_nixs_names_several_files_and_stdin(tmp_path: Path) -> None:
+    nix = require_tool("nix")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(os.urandom(3000))
+    b.write_bytes(b"")
+    piped = os.urandom(70_000)
+
+    def reference(*args: str, data: bytes | None = None) -> list[str]:
+        return subprocess.run(
+            [nix, "hash", *args], input=data, capture_output=True, check=True
+        ).stdout.decode().split()
+
+    r = run_cli("hash", "file", "--to", "base32", str(a), "-", str(b), input=piped)
+    assert r.exit_code == 0, r.stderr
+    want = reference("file", "--base32", str(a)) + reference(
+        "file", "--base32", "/dev/stdin", data=piped
+    ) + reference("file", "--base32", str(b))
+    assert r.stdout.split() == want
+    listed = json.loads(run_cli("hash", "file", "--json", str(a), str(b)).stdout)
+    assert [d["path"] for d in listed] == [str(a), str(b)]
+    sri = reference("file", str(a))[0]
+    converted = run_cli("hash", "convert", sri, "--to", "base32")
+    assert converted.stdout.split() == reference("to-base32", sri)
