@@ -142,3 +142,46 @@ def test_hash_takes_nixs_names_several_files_and_stdin(tmp_path: Path) -> None:
     sri = reference("file", str(a))[0]
     converted = run_cli("hash", "convert", sri, "--to", "base32")
     assert converted.stdout.split() == reference("to-base32", sri)
+
+
+# -- items 6 and 7: profiles named as the user sees them; raw edits checked -------------------
+
+
+@pytest.fixture
+def demo_xml(tmp_path: Path) -> Path:
+    """The demo release's vgpuConfig.xml: ids 11-13, 40, 41 and 333-335."""
+    import vgpubuild
+
+    src = Path(vgpubuild.__file__).parent / "demo_data/driver/vgpu-kvm/vgpuConfig.xml"
+    path = tmp_path / "vgpuConfig.xml"
+    path.write_bytes(src.read_bytes())
+    return path
+
+
+def test_profiles_show_takes_every_name_of_a_profile(demo_xml: Path) -> None:
+    by_id = run_cli("profiles", "show", "333", "--xml", str(demo_xml), "--json")
+    assert by_id.exit_code == 0, by_id.stderr
+    for name in ("nvidia-333", "GRID RTX6000-1Q", "rtx6000-1q"):
+        r = run_cli("profiles", "show", name, "--xml", str(demo_xml), "--json")
+        assert (r.exit_code, r.stdout) == (0, by_id.stdout), (name, r.stderr)
+    typo = run_cli("profiles", "show", "33", "--xml", str(demo_xml))
+    assert typo.exit_code == 8 and "Did you mean 333?" in typo.stderr
+    wrong_name = run_cli("profiles", "show", "GRID RTX6000-1X", "--xml", str(demo_xml))
+    assert wrong_name.exit_code == 8 and "'GRID RTX6000-1Q'" in wrong_name.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "closest"), [("eccSuported=1", "'eccSupported'"), ("display@widht=1", "'width'")]
+)
+def test_set_refuses_names_no_profile_uses(demo_xml: Path, edit: str, closest: str) -> None:
+    out = demo_xml.with_name("out.xml")
+    args = ("profiles", "override", "nvidia-333", "--xml", str(demo_xml), "--set", edit)
+    refused = run_cli(*args, "-o", str(out))
+    assert refused.exit_code == 8, refused.stderr
+    assert f"Did you mean {closest}?" in refused.stderr and "--create" in refused.stderr
+    assert not out.exists()
+    insisted = run_cli(*args, "--create", "-o", str(out))
+    assert insisted.exit_code == 0, insisted.stderr
+    assert "created" in insisted.stdout
+    name = edit.split("=")[0].split("@")[-1]
+    assert name.encode() in out.read_bytes()

@@ -33,6 +33,13 @@ InPlaceOption = Annotated[
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Print a unified diff instead of writing anything.")
 ]
+ProfileArg = Annotated[
+    str,
+    typer.Argument(
+        help='The profile: its vgpuType id (333), nvidia-333, or its name ("GRID RTX6000-1Q").',
+        metavar="PROFILE",
+    ),
+]
 
 
 def _check_destination(output: Path | None, in_place: bool, dry_run: bool) -> None:
@@ -200,16 +207,15 @@ def _device_filter(text: str) -> Any:
 
 
 @profiles_app.command("show")
-def show_cmd(
-    profile_id: Annotated[int, typer.Argument(help="The vgpuType id (sysfs nvidia-ID).")],
-    xml: XmlOption,
-    as_json: JsonFlag = False,
-) -> None:
+def show_cmd(profile: ProfileArg, xml: XmlOption, as_json: JsonFlag = False) -> None:
     """Show one profile: every field vgpubuild understands and the GPUs that offer it.
 
-    Example: vgpubuild profiles show 333 --xml vgpuConfig.xml
+    Example: vgpubuild profiles show nvidia-333 --xml vgpuConfig.xml
     """
-    data = _load(xml).profile(profile_id).to_json()
+    from vgpubuild.profiles.names import resolve_profile
+
+    config = _load(xml)
+    data = config.profile(resolve_profile(config, profile)).to_json()
     if as_json:
         print_json(data)
         return
@@ -223,7 +229,7 @@ def show_cmd(
 
 @profiles_app.command("override")
 def override_cmd(
-    profile_id: Annotated[str, typer.Argument(help="The vgpuType id (sysfs nvidia-ID).")],
+    profile: ProfileArg,
     xml: XmlOption,
     vram: Annotated[
         int | None,
@@ -246,9 +252,15 @@ def override_cmd(
     sets: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="Raw element text ELEM=VALUE or attribute ELEM@ATTR=VALUE (repeatable)."
+            "--set",
+            help="Raw element text ELEM=VALUE or attribute ELEM@ATTR=VALUE (repeatable); "
+            "names no profile uses are refused.",
         ),
     ] = None,
+    create: Annotated[
+        bool,
+        typer.Option("--create", help="Let --set add an element or attribute no profile has."),
+    ] = False,
     output: OutputOption = None,
     in_place: InPlaceOption = False,
     dry_run: DryRunOption = False,
@@ -256,11 +268,13 @@ def override_cmd(
 ) -> None:
     """Override one profile as vgpu4nixos's profileOverrides."ID" does, but loudly.
 
-    Missing elements are created and reported; an unknown id names the closest ids.
+    Missing elements are created and reported; an unknown id names the closest ids. A --set
+    name that no profile in the file uses is refused with the closest one (--create insists).
 
     Example: vgpubuild profiles override 333 --xml vgpuConfig.xml --vram 3584 --heads 1 --display 1920x1080 --frl 144 --cuda -o vgpuConfig.new.xml
     """
     from vgpubuild.errors import UsageError
+    from vgpubuild.profiles.names import check_raw_names, resolve_profile
     from vgpubuild.profiles.overrides import apply_overrides
     from vgpubuild.profiles.settings import parse_overrides
 
@@ -287,8 +301,11 @@ def override_cmd(
         raise UsageError(
             "nothing to override", hint="Give --vram, --heads, --display, --frl, --cuda or --set."
         )
-    overrides = parse_overrides({profile_id: options}, error=UsageError)
     config = _load(xml)
+    profile_id = resolve_profile(config, profile)
+    overrides = parse_overrides({str(profile_id): options}, error=UsageError)
+    if sets and not create:
+        check_raw_names(config, options["xmlConfig"])
     changes = apply_overrides(config, overrides)
     _finish(
         config, xml, changes, output=output, in_place=in_place, dry_run=dry_run, as_json=as_json
