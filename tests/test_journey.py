@@ -185,3 +185,39 @@ def test_set_refuses_names_no_profile_uses(demo_xml: Path, edit: str, closest: s
     assert "created" in insisted.stdout
     name = edit.split("=")[0].split("@")[-1]
     assert name.encode() in out.read_bytes()
+
+
+# -- item 9: hints that say what is true ------------------------------------------------------
+
+
+def test_hints_fit_the_command_that_failed(tmp_path: Path, demo_xml: Path) -> None:
+    import shutil
+
+    from vgpubuild.demo import DEMO_RELEASE, make_demo_inputs
+
+    env = _env(tmp_path)
+    folder = run_cli("add", str(tmp_path), env=env)
+    assert folder.exit_code == 4 and "hash path" not in folder.stderr
+    assert "takes one file" in folder.stderr
+    named = run_cli("store", "path", "--flat", "--name", "a b", str(demo_xml))
+    assert named.exit_code == 2 and "--name" not in named.stderr
+    unnamed = run_cli("store", "path", "--flat", str(demo_xml.rename(tmp_path / "a b")))
+    assert unnamed.exit_code == 2 and "pass --name" in unnamed.stderr
+    device = run_cli("profiles", "list", "--xml", str(tmp_path / "a b"), "--device", "zz")
+    assert device.exit_code == 2 and "'zz'" in device.stderr and "zz:0" not in device.stderr
+    unsupported = run_cli("patch", "--release", "17.4", "--offline", env=env)
+    assert unsupported.exit_code == 9 and "disable the patcher" not in unsupported.stderr
+    # A hash mismatch ends with the hash: the hint goes on its own line, no full stop after it.
+    demo = make_demo_inputs(tmp_path / "demo")
+    changed = tmp_path / "patcher"
+    shutil.copytree(demo.patcher_dir, changed, symlinks=True)
+    (changed / "README.md").write_text("changed\n")
+    config = tmp_path / "build.json"
+    config.write_text(json.dumps({"release": DEMO_RELEASE, "releases": demo.release_mapping()}))
+    mismatch = run_cli(
+        "patch", "--config", str(config), "--patcher", str(changed), "--offline",
+        "--out", str(tmp_path / "out"), env=env,
+    )  # fmt: skip
+    assert mismatch.exit_code == 6, mismatch.stderr
+    got = next(line for line in mismatch.stderr.splitlines() if line.startswith("  got:"))
+    assert got.endswith("=")  # the SRI hash, nothing glued to it

@@ -31,8 +31,9 @@ def require_patcher(release: Release) -> PatcherInfo:
     if release.patcher is None:
         raise PatcherError(
             f"release {release.version} has no vGPU-Unlock-patcher support in the catalog",
-            hint="Pick a release that has it (vgpubuild releases list), disable the patcher, "
-            "or define the patcher for this release in your build config.",
+            hint="vgpubuild patch always runs the patcher: pick a release that has it "
+            '(vgpubuild releases list), or give this one a releases."X".patcher table in '
+            "your build config (--config).",
         )
     return release.patcher
 

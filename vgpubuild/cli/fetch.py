@@ -215,9 +215,15 @@ def add_cmd(
     from vgpubuild.catalog import release_for_file, release_for_hash
     from vgpubuild.errors import InputError, UsageError
     from vgpubuild.nixhash import Hash, hash_file
+    from vgpubuild.store import check_name
 
+    if file.is_dir():
+        raise InputError(
+            f"{str(file)!r} is a directory; vgpubuild add takes one file",
+            hint="Give the GRID zip (or .run) file itself.",
+        )
     extra = user_releases(releases_file)
-    name = name or file.name
+    name = check_name(name, chosen=True) if name else file.name
     listed = release_for_file(name, extra)
     want = Hash.parse(sha256, "sha256") if sha256 else None
     if listed and want and want != listed[1]:

@@ -202,7 +202,13 @@ def _device_filter(text: str) -> Any:
     if ":" in text:
         pci = parse_pci_id(text, error=UsageError)
         return lambda key: key == str(pci)
-    device = parse_pci_id(f"{text}:0", error=UsageError).device
+    try:
+        device = parse_pci_id(f"{text}:0", error=UsageError).device
+    except UsageError:
+        raise UsageError(
+            f"--device {text!r} is not a PCI device id",
+            hint="Write a hex device id (0x1E30) or DEVICE:SUBSYSTEM (0x1E30:0x12BA).",
+        ) from None
     return lambda key: key.startswith(f"{device:04X}:")
 
 
