@@ -221,3 +221,107 @@ def test_hints_fit_the_command_that_failed(tmp_path: Path, demo_xml: Path) -> No
     assert mismatch.exit_code == 6, mismatch.stderr
     got = next(line for line in mismatch.stderr.splitlines() if line.startswith("  got:"))
     assert got.endswith("=")  # the SRI hash, nothing glued to it
+
+
+# -- item 8: global options after the command ------------------------------------------------
+
+
+def test_global_options_work_after_the_command(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"data")
+    plain = run_cli("hash", "file", str(f))
+    r = run_cli("hash", "file", str(f), "--log-format", "json", "-v")
+    assert (r.exit_code, r.stdout) == (0, plain.stdout), r.stderr
+    assert json.loads(r.stderr.splitlines()[0])["event"] == "hashed file"
+    assert run_cli("hash", "file", str(f), "-q", "--debug").stdout == plain.stdout
+    # a command's own option keeps its value, even one spelt like a global option
+    extra = run_cli("patch", "--release", "17.3", "--extra", "-v", "--offline")
+    assert "extra patcher option '-v'" in extra.stderr
+    # after --, everything is an argument
+    r = run_cli("hash", "file", "--", "-v")
+    assert r.exit_code == 4 and "'-v' does not exist" in r.stderr
+
+
+# -- item 10: help that teaches and shows what it says ----------------------------------------
+
+
+def _commands() -> list[tuple[list[str], object]]:
+    """Every command path of the CLI with its click command, groups included."""
+    import typer
+
+    from vgpubuild.cli.app import app
+
+    found: list[tuple[list[str], object]] = []
+
+    def walk(path: list[str], command: object) -> None:
+        found.append((path, command))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk([*path, name], sub)
+
+    walk([], typer.main.get_command(app))
+    return found
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_help_shows_every_text_whole_with_examples_and_uniform_usage() -> None:
+    import re
+
+    placeholder = re.compile(r"\[OPTIONS\]|COMMAND|\[ARGS\]\.\.\.|\{[A-Z=.]+\}|\[[A-Z=.]+\]")
+    for path, command in _commands():
+        r = run_cli(*path, "--help", env={"COLUMNS": "1000"})
+        assert r.exit_code == 0, (path, r.stderr)
+        shown = _flat(r.stdout.replace("│", " "))
+        for param in command.params:  # type: ignore[attr-defined]
+            if param.help:  # e.g. releases."X" once vanished into rich markup
+                assert _flat(param.help) in shown, (path, param.help)
+        usage = next(line for line in r.stdout.splitlines() if "Usage:" in line)
+        for word in usage.split()[2 + len(path) :]:
+            assert placeholder.fullmatch(word), (path, word)
+        assert "Example" in r.stdout or not path, path
+    # The root examples fit an 80-column terminal: none wraps into a second line.
+    root = run_cli("--help", env={"COLUMNS": "80"}).stdout.splitlines()
+    examples = [i for i, line in enumerate(root) if line.strip().startswith("vgpubuild ")]
+    assert len(examples) >= 3
+    for i in examples:
+        assert not root[i + 1].strip(), root[i : i + 2]
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> bytes:
+    """stderr of the CLI when it is a terminal (colours are only ever for terminals)."""
+    import pty
+    import sys
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vgpubuild", *args],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=secondary,
+    )  # fmt: skip
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        seen += data
+    proc.wait(timeout=60)
+    os.close(primary)
+    return seen
+
+
+def test_no_color_turns_log_colours_off_and_completion_is_on(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"data")
+    coloured = _on_a_terminal(["-v", "hash", "file", str(f)], {"NO_COLOR": ""})
+    assert b"hashed file" in coloured and b"\x1b[" in coloured
+    plain = _on_a_terminal(["-v", "hash", "file", str(f)], {"NO_COLOR": "1"})
+    assert b"hashed file" in plain and b"\x1b[" not in plain
+    completion = {"_VGPUBUILD_COMPLETE": "complete_bash", "COMP_WORDS": "vgpubuild pro"}
+    r = run_cli(env={**completion, "COMP_CWORD": "1"})
+    assert r.exit_code == 0 and r.stdout.split() == ["profiles"]
+    assert "--install-completion" in run_cli("--help").stdout

@@ -34,7 +34,9 @@ def check_name(name: str, *, chosen: bool = False) -> str:
 
     ``chosen``: the user typed the name (``--name``), so the hint does not suggest it.
     """
-    rules = "Use only letters, digits and + - . _ ? =, at most 211 characters, not starting with '.'"
+    rules = (
+        "Use only letters, digits and + - . _ ? =, at most 211 characters, not starting with '.'"
+    )
     hint = f"{rules}." if chosen else f"{rules}; pass --name to choose one."
     if not name:
         raise InvalidStoreNameError("a store path name cannot be empty", hint=hint)

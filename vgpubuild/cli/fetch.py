@@ -132,9 +132,12 @@ def fetch_cmd(
 
 
 def prefetch_cmd(
-    url: Annotated[str, typer.Argument(help="http(s)://, file:// URL or a path.")],
+    url: Annotated[str, typer.Argument(help="http(s)://, file:// URL or a path.", metavar="URL")],
     expected: Annotated[
-        str | None, typer.Argument(help="Expected hash (any form); skips the download if cached.")
+        str | None,
+        typer.Argument(
+            help="Expected hash (any form); skips the download if cached.", metavar="HASH"
+        ),
     ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="File name to store it under (default: from URL).")
@@ -184,7 +187,9 @@ def prefetch_cmd(
 
 
 def add_cmd(
-    file: Annotated[Path, typer.Argument(help="The file, e.g. a GRID zip you downloaded.")],
+    file: Annotated[
+        Path, typer.Argument(help="The file, e.g. a GRID zip you downloaded.", metavar="FILE")
+    ],
     sha256: Annotated[
         str | None,
         typer.Option("--sha256", help="Expected hash, for files the catalog does not list."),

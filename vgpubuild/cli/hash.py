@@ -11,9 +11,19 @@ from vgpubuild.cli.common import JsonFlag, print_json, print_line
 if TYPE_CHECKING:
     from vgpubuild.nixhash import Hash, HashForm
 
-hash_app = typer.Typer(help="Hash files and trees exactly as Nix does.", no_args_is_help=True)
-nar_app = typer.Typer(help="Write NAR archives (nix-store --dump).", no_args_is_help=True)
-store_app = typer.Typer(help="Compute Nix store paths without Nix.", no_args_is_help=True)
+hash_app = typer.Typer(
+    help="Hash files and trees exactly as Nix does.\n\n"
+    "Example: vgpubuild hash file --to base32 ./driver.zip",
+    no_args_is_help=True,
+)
+nar_app = typer.Typer(
+    help="Write NAR archives (nix-store --dump).\n\nExample: vgpubuild nar dump ./tree > tree.nar",
+    no_args_is_help=True,
+)
+store_app = typer.Typer(
+    help="Compute Nix store paths without Nix.\n\nExample: vgpubuild store path --flat ./file.zip",
+    no_args_is_help=True,
+)
 
 FORM_HELP = "Output form: sri, nix32 (Nix also calls it base32), base16 or base64."
 FORM_ALIASES = {"base32": "nix32"}
@@ -121,7 +131,9 @@ def hash_path_cmd(
 
 @hash_app.command("convert")
 def hash_convert_cmd(
-    value: Annotated[str, typer.Argument(help="A hash in any form: hex, nix32, base64 or SRI.")],
+    value: Annotated[
+        str, typer.Argument(help="A hash in any form: hex, nix32, base64 or SRI.", metavar="HASH")
+    ],
     to: FormOption = "sri",
     algo: Annotated[
         str | None, typer.Option("--type", help="Algorithm when the hash has no prefix.")

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 profiles_app = typer.Typer(
     help="Inspect and edit vgpuConfig.xml: list profiles, override sizes and displays, "
     "clone GPUs, remap P40 profiles. Edits keep the file byte-identical except the "
-    "changed values.",
+    "changed values.\n\n"
+    "Example: vgpubuild profiles show nvidia-333 --xml vgpuConfig.xml",
     no_args_is_help=True,
 )
 
@@ -343,7 +344,10 @@ def _parse_sets(sets: list[str]) -> dict[str, Any]:
 @profiles_app.command("clone")
 def clone_cmd(
     pairs: Annotated[
-        list[str], typer.Argument(help="NEW=SRC PCI id pairs, e.g. 0x1E07:0x0000=0x1E30:0x12BA.")
+        list[str],
+        typer.Argument(
+            help="NEW=SRC PCI id pairs, e.g. 0x1E07:0x0000=0x1E30:0x12BA.", metavar="NEW=SRC..."
+        ),
     ],
     xml: XmlOption,
     patch: Annotated[
@@ -412,7 +416,8 @@ def apply_cmd(
     config_file: Annotated[
         Path,
         typer.Argument(
-            help="Build config (TOML/JSON) with patcher.profileOverrides / copyVGPUProfiles."
+            help="Build config (TOML/JSON) with patcher.profileOverrides / copyVGPUProfiles.",
+            metavar="CONFIG",
         ),
     ],
     xml: XmlOption,
@@ -447,7 +452,9 @@ def apply_cmd(
 
 @profiles_app.command("import-unlockrs")
 def import_unlockrs_cmd(
-    toml_file: Annotated[Path, typer.Argument(help="A vgpu_unlock-rs profile_override.toml.")],
+    toml_file: Annotated[
+        Path, typer.Argument(help="A vgpu_unlock-rs profile_override.toml.", metavar="TOML")
+    ],
     xml: XmlOption,
     output: OutputOption = None,
     in_place: InPlaceOption = False,
@@ -491,7 +498,10 @@ def import_unlockrs_cmd(
 def export_unlockrs_cmd(
     config_file: Annotated[
         Path,
-        typer.Argument(help="Build config (TOML/JSON) whose patcher.profileOverrides to export."),
+        typer.Argument(
+            help="Build config (TOML/JSON) whose patcher.profileOverrides to export.",
+            metavar="CONFIG",
+        ),
     ],
     xml: Annotated[
         Path | None,
