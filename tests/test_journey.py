@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -325,3 +326,94 @@ def test_no_color_turns_log_colours_off_and_completion_is_on(tmp_path: Path) -> 
     r = run_cli(env={**completion, "COMP_CWORD": "1"})
     assert r.exit_code == 0 and r.stdout.split() == ["profiles"]
     assert "--install-completion" in run_cli("--help").stdout
+
+
+# -- item 12: the cache can be seen and trimmed ------------------------------------------------
+
+
+def _demo_build_config(tmp_path: Path, demo: object, vram: int) -> Path:
+    from vgpubuild.demo import DEMO_RELEASE
+
+    config = tmp_path / f"build-{vram}.json"
+    config.write_text(
+        json.dumps(
+            {
+                "release": DEMO_RELEASE,
+                "zip": str(demo.zip_path),  # type: ignore[attr-defined]
+                "releases": demo.release_mapping(),  # type: ignore[attr-defined]
+                "patcher": {"profileOverrides": {"333": {"vramAllocation": vram}}},
+            }
+        )
+    )
+    return config
+
+
+def _kinds(env: dict[str, str]) -> list[str]:
+    listed = run_cli("cache", "list", "--json", env=env)
+    assert listed.exit_code == 0, listed.stderr
+    return sorted(e["kind"] for e in json.loads(listed.stdout)["entries"])
+
+
+def test_cache_list_clean_and_the_artifact_cap(tmp_path: Path, server: object) -> None:
+    from httpserver import drop
+
+    from vgpubuild.demo import make_demo_inputs
+
+    demo = make_demo_inputs(tmp_path / "demo")
+    env = {**_env(tmp_path), "VGPUBUILD_ARTIFACT_CACHE_MAX": "1"}  # one byte: keep the newest
+    out = str(tmp_path / "out")
+    for vram in (2048, 3072):
+        config = _demo_build_config(tmp_path, demo, vram)
+        r = run_cli("patch", "--config", str(config), "--patcher", str(demo.patcher_dir),
+                    "--offline", "--out", out, "--json", env=env)  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+    newest = json.loads(r.stdout)["build_key"]
+    listed = json.loads(run_cli("cache", "list", "--json", env=env).stdout)["entries"]
+    artifacts = [e for e in listed if e["kind"] == "artifact"]
+    assert [e["build_key"] for e in artifacts] == [newest]  # the older one was evicted
+    assert "17.99 vgpu-kvm" in artifacts[0]["what"]
+    # a quarantined file and an interrupted download
+    wrong = tmp_path / "wrong.zip"
+    wrong.write_bytes(b"not it")
+    assert run_cli("prefetch", str(wrong), Hash("sha256", bytes(32)).sri, env=env).exit_code == 6
+    url = server.add("/big.zip", os.urandom(200_000), script=[drop(50_000)])  # type: ignore[attr-defined]
+    assert run_cli("prefetch", url, "--attempts", "1", env=env).exit_code == 5
+    assert _kinds(env) == ["artifact", "input", "log", "log", "partial", "quarantine"]
+
+    assert run_cli("cache", "clean", env=env).exit_code == 2  # says what to clean
+    assert run_cli("cache", "clean", "--quarantine", env=env).exit_code == 0
+    assert run_cli("cache", "clean", "--partial", env=env).exit_code == 0
+    assert _kinds(env) == ["artifact", "input", "log", "log"]
+    assert run_cli("cache", "clean", "--older-than", "1h", env=env).exit_code == 0
+    assert len(_kinds(env)) == 4  # everything is fresh
+    zip_entry = next(
+        Path(e["path"])
+        for e in json.loads(run_cli("cache", "list", "--json", env=env).stdout)["entries"]
+        if e["what"].endswith(".zip")
+    )
+    for f in [zip_entry, *zip_entry.iterdir()]:
+        os.utime(f, (0, time.time() - 3 * 86400))
+    dry = run_cli("cache", "clean", "--older-than", "2d", "--dry-run", env=env)
+    assert dry.stdout.startswith("would remove input") and zip_entry.exists()
+    assert run_cli("cache", "clean", "--older-than", "2d", env=env).exit_code == 0
+    assert not zip_entry.exists() and _kinds(env) == ["artifact", "log", "log"]
+    assert run_cli("cache", "clean", "--all", env=env).exit_code == 0
+    assert _kinds(env) == []
+    # A download that is running keeps its partial file.
+    import sys
+
+    from httpserver import slow
+
+    url = server.add("/slow.zip", os.urandom(100_000), default=slow(3.0))  # type: ignore[attr-defined]
+    running = subprocess.Popen(
+        [sys.executable, "-m", "vgpubuild", "prefetch", url], env={**os.environ, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    partial = tmp_path / "cache" / "partial"
+    for _ in range(100):
+        if any(partial.glob("*.part")):
+            break
+        time.sleep(0.05)
+    clean = run_cli("cache", "clean", "--partial", env=env)
+    assert "kept partial slow.zip (in use" in clean.stdout, clean.stdout
+    assert running.wait(timeout=60) == 0, running.communicate()

@@ -11,8 +11,8 @@ import typer
 from vgpubuild.cli.common import JsonFlag, print_json, print_line
 
 cache_app = typer.Typer(
-    help="Share built artifacts through a Nix binary cache folder.\n\n"
-    "Example: vgpubuild cache export ./result --to ./binary-cache",
+    help="vgpubuild's own cache (list, clean) and Nix binary cache folders (export).\n\n"
+    "Example: vgpubuild cache list",
     no_args_is_help=True,
 )
 
@@ -100,5 +100,8 @@ def nix_builder_cmd() -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from vgpubuild.cli import cachedir
+
     app.command("nix-builder")(nix_builder_cmd)
+    cachedir.register(cache_app)
     app.add_typer(cache_app, name="cache")
