@@ -417,3 +417,60 @@ def test_cache_list_clean_and_the_artifact_cap(tmp_path: Path, server: object) -
     clean = run_cli("cache", "clean", "--partial", env=env)
     assert "kept partial slow.zip (in use" in clean.stdout, clean.stdout
     assert running.wait(timeout=60) == 0, running.communicate()
+
+
+# -- item 3: rehearse a real config on the demo release ---------------------------------------
+
+
+def test_patch_release_demo_takes_every_option_and_matches_the_python_api(
+    tmp_path: Path,
+) -> None:
+    from vgpubuild.cache import Cache
+    from vgpubuild.config import BuildConfig
+    from vgpubuild.demo import DEMO_RELEASE, make_demo_inputs
+    from vgpubuild.fetch import FetchOptions
+    from vgpubuild.pipeline import build
+
+    config = tmp_path / "build.toml"  # a real user's config: release 17.3, their own zip
+    config.write_text(
+        'release = "17.3"\nzip = "/nowhere/NVIDIA-GRID.zip"\n'
+        '[patcher.profileOverrides."333"]\nvramAllocation = 3584\nheads = 1\n'
+    )
+    overrides = tmp_path / "overrides.toml"
+    overrides.write_text('["334"]\nframerateLimit = 144\n')
+    r = run_cli(
+        "patch", "--release", "demo", "--config", str(config), "--overrides", str(overrides),
+        "--clone", "1E07:0000=1E30:12BA", "--repack", "--json", "--out", str(tmp_path / "cli"),
+        env=_env(tmp_path),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    cli = json.loads(r.stdout)
+    assert cli["repacked"] is not None
+
+    demo = make_demo_inputs(tmp_path / "demo")
+    same = BuildConfig.from_mapping(
+        {
+            "release": DEMO_RELEASE,
+            "zip": str(demo.zip_path),
+            "releases": demo.release_mapping(),
+            "patcher": {
+                "copyVGPUProfiles": {"1E07:0000": "1E30:12BA"},
+                "profileOverrides": {
+                    "333": {"vramAllocation": 3584, "heads": 1},
+                    "334": {"framerateLimit": 144},
+                },
+            },
+        },
+        source="test",
+    )
+    api = build(
+        same,
+        out=tmp_path / "api",
+        cache=Cache(tmp_path / "api-cache"),  # built anew, not the CLI's cached artifact
+        fetch_options=FetchOptions(offline=True, progress=False),
+        patcher_dir=demo.patcher_dir,
+        repack=True,
+    )
+    assert api.cached is False
+    assert cli["nar_hash"] == api.nar_hash.sri and cli["store_path"] == api.store_path
+    assert api.repacked is not None and cli["repacked"]["sha256"] == api.repacked.flat_hash.sri

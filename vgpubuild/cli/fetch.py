@@ -46,7 +46,7 @@ Insecure = Annotated[
 ]
 
 
-def _options(
+def fetch_options(
     offline: bool,
     attempts: int,
     timeout: float,
@@ -113,7 +113,7 @@ def fetch_cmd(
     from vgpubuild.config import DriverSource
     from vgpubuild.sources import driver_sources, obtain
 
-    options = _options(offline, attempts, timeout, retry_wait, None, insecure, as_json)
+    options = fetch_options(offline, attempts, timeout, retry_wait, None, insecure, as_json)
     driver_source = DriverSource(
         name=source_name or "",
         url=source_url or "",
@@ -173,7 +173,7 @@ def prefetch_cmd(
     from vgpubuild.fetch import download
     from vgpubuild.nixhash import Hash
 
-    options = _options(offline, attempts, timeout, retry_wait, curl_opts, insecure, as_json)
+    options = fetch_options(offline, attempts, timeout, retry_wait, curl_opts, insecure, as_json)
     want = Hash.parse(expected, "sha256") if expected else None
     path = download(url, want, Cache(), options, name=name)
     got = want or entry_hash(path)
