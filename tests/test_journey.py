@@ -474,3 +474,15 @@ def test_patch_release_demo_takes_every_option_and_matches_the_python_api(
     assert api.cached is False
     assert cli["nar_hash"] == api.nar_hash.sri and cli["store_path"] == api.store_path
     assert api.repacked is not None and cli["repacked"]["sha256"] == api.repacked.flat_hash.sri
+
+
+# -- the README tells the journey in its order ------------------------------------------------
+
+
+def test_readme_quick_start_is_the_journey_in_order(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text()
+    quick = readme[readme.index("## Quick start") : readme.index("## Commands")]
+    steps = ["vgpubuild gpus", "vgpubuild add ", "vgpubuild patch --release 17.3", "nix-store --add-fixed"]
+    at = [quick.find(step) for step in steps]
+    assert -1 not in at and at == sorted(at), dict(zip(steps, at, strict=True))
+    assert "mkPatchedDriver" in quick and "--release demo" in quick
