@@ -264,7 +264,7 @@ def test_cli_offline_with_and_without_the_file_cached(server: FaultServer, tmp_p
     assert server.connections == 0
     src = tmp_path / "f.zip"
     src.write_bytes(BODY)
-    assert run_cli("add", str(src), "--sha256", SHA.sri, env=env).exit_code == 0
+    assert run_cli("add", "--no-nix-store", str(src), "--sha256", SHA.sri, env=env).exit_code == 0
     cached = run_cli("prefetch", url, SHA.sri, "--offline", env=env)
     assert cached.exit_code == 0, cached.stderr
     assert cached.stdout.splitlines()[0] == SHA.sri

@@ -14,6 +14,7 @@ import nixenv
 import pytest
 from conftest import require_tool, run_cli
 
+from vgpubuild.cache import Cache
 from vgpubuild.nixhash import Hash
 
 pytestmark = pytest.mark.usefixtures("no_user_netrc")
@@ -208,6 +209,10 @@ def test_hints_fit_the_command_that_failed(tmp_path: Path, demo_xml: Path) -> No
     assert device.exit_code == 2 and "'zz'" in device.stderr and "zz:0" not in device.stderr
     unsupported = run_cli("patch", "--release", "17.4", "--offline", env=env)
     assert unsupported.exit_code == 9 and "disable the patcher" not in unsupported.stderr
+    disabled = tmp_path / "disabled.toml"
+    disabled.write_text("[patcher]\nenable = false\n")
+    off = run_cli("patch", "--release", "17.3", "--config", str(disabled), "--offline", env=env)
+    assert off.exit_code == 3, off.stderr  # a config setting: the config error code
     # A hash mismatch ends with the hash: the hint goes on its own line, no full stop after it.
     demo = make_demo_inputs(tmp_path / "demo")
     changed = tmp_path / "patcher"
@@ -486,3 +491,108 @@ def test_readme_quick_start_is_the_journey_in_order(repo_root: Path) -> None:
     at = [quick.find(step) for step in steps]
     assert -1 not in at and at == sorted(at), dict(zip(steps, at, strict=True))
     assert "mkPatchedDriver" in quick and "--release demo" in quick
+
+
+# -- item 1: local inputs first; --offline works; offline failures name the input ------------
+
+
+def _proxied(env: dict[str, str], server: object) -> dict[str, str]:
+    """Every download of the CLI goes to ``server`` (as a proxy): no request may arrive."""
+    proxy = server.url("/").rstrip("/")  # type: ignore[attr-defined]
+    return {**env, "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "ALL_PROXY": proxy, "NO_PROXY": ""}
+
+
+def test_local_inputs_first_and_offline_builds(tmp_path: Path, server: object) -> None:
+    import shutil
+
+    from vgpubuild.demo import DEMO_RELEASE, make_demo_inputs
+    from vgpubuild.patchertree import patcher_cache_dir
+
+    # The machine's Nix store may hold the (deterministic) demo zip: look in an empty one.
+    env = {**_proxied(_env(tmp_path), server), "NIX_STORE_DIR": str(tmp_path / "no-store")}
+    out = ["--out", str(tmp_path / "out")]
+    patient = ["--retry-wait", "60", "--timeout", "60"]  # a download attempt would take minutes
+    start = time.monotonic()
+    r = run_cli("patch", "--release", "17.3", *patient, *out, env=env, timeout=50)
+    assert r.exit_code == 7, r.stderr
+    assert "NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip is needed" in r.stderr
+    assert "vgpubuild add" in r.stderr
+    assert server.connections == 0  # type: ignore[attr-defined]
+    print(f"no zip: exit 7 after {time.monotonic() - start:.2f} s")
+
+    demo = make_demo_inputs(tmp_path / "demo")
+    mapping = demo.release_mapping()
+
+    def config(name: str, **extra: object) -> str:
+        path = tmp_path / f"{name}.json"
+        table = {"release": DEMO_RELEASE, "releases": mapping, **extra}
+        path.write_text(json.dumps(table))
+        return str(path)
+
+    def overrides(vram: int) -> dict[str, object]:
+        return {"patcher": {"profileOverrides": {"333": {"vramAllocation": vram}}}}
+
+    # no zip anywhere, offline: the zip, at once
+    r = run_cli("patch", "--config", config("nozip"), "--offline", *out, env=env)
+    assert r.exit_code == 7 and f"{demo.zip_path.name} is needed" in r.stderr
+    # --offline with --patcher DIR builds (and the zip given is cached on the way)
+    given = config("given", zip=str(demo.zip_path))
+    r = run_cli("patch", "--config", given, "--patcher", str(demo.patcher_dir), "--offline", *out,
+                env=env)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    # offline, the zip cached, no patcher anywhere: names the patcher and the one command
+    r = run_cli("patch", "--config", config("c1", **overrides(2048)), "--offline", *out, env=env)
+    assert r.exit_code == 5, r.stderr
+    assert "vGPU-Unlock-patcher" in r.stderr
+    assert f"vgpubuild fetch --release {DEMO_RELEASE}" in r.stderr
+    # a cached patcher (what an online `vgpubuild fetch` leaves) is enough
+    cached = patcher_cache_dir(Cache(tmp_path / "cache"), Hash.parse(mapping[DEMO_RELEASE]["patcher"]["sha256"]))  # type: ignore[index]
+    shutil.copytree(demo.patcher_dir, cached, symlinks=True)
+    r = run_cli("patch", "--config", config("c1", **overrides(2048)), "--offline", *out, env=env)
+    assert r.exit_code == 0, r.stderr
+    # a merged build needs the consumer driver from a server: offline names it and the command
+    mapping[DEMO_RELEASE]["patcher"]["general_url"] = server.url("/general.run")  # type: ignore[index, attr-defined]
+    r = run_cli("patch", "--config", config("merged"), "--merged", "--offline", *out, env=env)
+    assert r.exit_code == 5, r.stderr
+    general = mapping[DEMO_RELEASE]["patcher"]["general_sha256"]  # type: ignore[index]
+    assert f"vgpubuild prefetch {server.url('/general.run')} {general}" in r.stderr  # type: ignore[attr-defined]
+    assert server.connections == 0  # type: ignore[attr-defined]
+
+
+# -- item 4: config mistakes refused before patch.sh runs --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "code", "says"),
+    [
+        ('[patcher.profileOverrides."333".display]\nwidth = 1920\n', 3, "both width and height"),
+        (
+            '[patcher.profileOverrides."999"]\nheads = 1\n',
+            8,
+            "the host driver NVIDIA-Linux-x86_64-550.999.05-vgpu-kvm.run has no profile",
+        ),
+    ],
+)
+def test_config_mistakes_stop_before_patch_sh(
+    tmp_path: Path, table: str, code: int, says: str
+) -> None:
+    config = tmp_path / "build.toml"
+    config.write_text(table)
+    r = run_cli("--log-format", "json", "patch", "--release", "demo", "--config", str(config),
+                "--out", str(tmp_path / "out"), env=_env(tmp_path))  # fmt: skip
+    assert r.exit_code == code, r.stderr
+    assert says in r.stderr
+    events = [json.loads(line)["event"] for line in r.stderr.splitlines() if line.startswith("{")]
+    assert "running patch.sh" not in events, events
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_edit_error_after_patch_sh_names_no_deleted_folder(tmp_path: Path) -> None:
+    config = tmp_path / "build.toml"
+    config.write_text('[patcher.copyVGPUProfiles]\n"1E07:0000" = "FFFF:0000"\n')
+    r = run_cli("patch", "--release", "demo", "--config", str(config),
+                "--out", str(tmp_path / "out"), env=_env(tmp_path))  # fmt: skip
+    assert r.exit_code == 8, r.stderr
+    error = r.stderr.splitlines()[-1]
+    assert "patched NVIDIA-Linux-x86_64-550.999.05-vgpu-kvm-patched/vgpuConfig.xml" in error
+    assert ".vgpubuild-work" not in error

@@ -90,6 +90,9 @@ def fetch_cmd(
         str | None,
         typer.Option("--source-sha256", help="driverSource.sha256 (then a .run is expected)."),
     ] = None,
+    no_patcher: Annotated[
+        bool, typer.Option("--no-patcher", help="Leave out the release's vGPU-Unlock-patcher.")
+    ] = False,
     releases_file: ReleasesFile = None,
     curl_opts: CurlOpts = None,
     offline: Offline = False,
@@ -99,10 +102,11 @@ def fetch_cmd(
     insecure: Insecure = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Obtain a release's driver inputs, verified, into the cache and print where they are.
+    """Obtain a release's inputs, verified, into the cache and print where they are.
 
-    Looks in this order: --zip, the cache, the Nix store path nix-store --add-fixed would
-    give, the URL. Options mirror the build config's driverSource.
+    The driver files, then the release's vGPU-Unlock-patcher: afterwards `vgpubuild patch
+    --offline` has everything. Looks in this order: --zip, the cache, the Nix store path
+    nix-store --add-fixed would give, the URL. Options mirror the build config's driverSource.
 
     Example: vgpubuild fetch --release 17.3 --zip ./NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
     """
@@ -111,7 +115,8 @@ def fetch_cmd(
     from vgpubuild.cache import Cache
     from vgpubuild.catalog import get_release
     from vgpubuild.config import DriverSource
-    from vgpubuild.sources import driver_sources, obtain
+    from vgpubuild.patchertree import fetch_patcher
+    from vgpubuild.sources import driver_sources, obtain, require_on_hand
 
     options = fetch_options(offline, attempts, timeout, retry_wait, None, insecure, as_json)
     driver_source = DriverSource(
@@ -123,12 +128,16 @@ def fetch_cmd(
     rel = get_release(release, user_releases(releases_file))
     specs = driver_sources(rel, driver_source, guest=guest, zip_path=zip_location, merged=merged)
     cache = Cache()
-    results = [(spec, obtain(spec, cache, options)) for spec in specs]
+    require_on_hand(specs, cache, options)  # the zip only you have: reported before downloads
+    results = [(spec.name, spec.sha256, obtain(spec, cache, options)) for spec in specs]
+    if rel.patcher is not None and not no_patcher:
+        tree = fetch_patcher(rel.patcher, cache, options)
+        results.append(("vGPU-Unlock-patcher", rel.patcher.sha256, tree))
     if as_json:
-        print_json([{"name": s.name, "sha256": s.sha256.sri, "path": str(p)} for s, p in results])
+        print_json([{"name": n, "sha256": h.sri, "path": str(p)} for n, h, p in results])
         return
-    for spec, path in results:
-        print_line(f"{spec.name} {path}")
+    for name, _, path in results:
+        print_line(f"{name} {path}")
 
 
 def prefetch_cmd(

@@ -128,8 +128,12 @@ class VgpuConfig:
     # ----------------------------------------------------------------- loading
 
     @classmethod
-    def load(cls, path: Path) -> VgpuConfig:
-        """Read and safely parse ``path``; any problem is an :class:`XmlConfigError`."""
+    def load(cls, path: Path, shown: str | None = None) -> VgpuConfig:
+        """Read and safely parse ``path``; any problem is an :class:`XmlConfigError`.
+
+        ``shown`` names the file in messages when its path means nothing to the reader
+        (a build's work folder is gone by the time an error is read).
+        """
         try:
             data = Path(path).read_bytes()
         except FileNotFoundError:
@@ -138,7 +142,7 @@ class VgpuConfig:
             ) from None
         except OSError as exc:
             raise InputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-        return cls.parse(data, str(path))
+        return cls.parse(data, shown or str(path))
 
     @classmethod
     def parse(cls, data: bytes, source: str = "<bytes>") -> VgpuConfig:
