@@ -596,3 +596,35 @@ def test_an_edit_error_after_patch_sh_names_no_deleted_folder(tmp_path: Path) ->
     error = r.stderr.splitlines()[-1]
     assert "patched NVIDIA-Linux-x86_64-550.999.05-vgpu-kvm-patched/vgpuConfig.xml" in error
     assert ".vgpubuild-work" not in error
+
+
+# -- item 5: what behaves differently from vgpu4nixos is said once ------------------------------
+
+
+def test_settings_that_differ_from_vgpu4nixos_are_said_once(tmp_path: Path) -> None:
+    from vgpubuild.vgpuconfig.model import VgpuConfig
+
+    dump = tmp_path / "vgpu.json"  # builtins.toJSON config.hardware.nvidia.vgpu, abridged
+    dump.write_text(json.dumps({"patcher": {
+        "enable": True, "enablePatcherCmd": True, "runtimeOptions": {"enable": False},
+        "copyVGPUProfiles": {},
+        "profileOverrides": {"333": {"enableCuda": False, "vramAllocation": None, "heads": None}},
+    }}))  # fmt: skip
+    r = run_cli("--log-format", "json", "patch", "--release", "demo", "--config", str(dump),
+                "--out", str(tmp_path / "out"), "--json", env=_env(tmp_path))  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    warnings = [
+        event["event"]
+        for event in map(json.loads, filter(None, r.stderr.splitlines()))
+        if event["level"] == "warning"
+    ]
+    assert len(warnings) == 1, warnings
+    assert 'profileOverrides."333".enableCuda = false takes effect' in warnings[0]
+    assert "patcher.enablePatcherCmd" in warnings[0] and "runtimeOptions" not in warnings[0]
+    artifact = Path(json.loads(r.stdout)["artifact"])
+    assert VgpuConfig.load(artifact / "vgpuConfig.xml").profile(333).cuda_enabled is False
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[patcher.profileOverrides."333"]\nheads = 1\n')
+    r = run_cli("patch", "--release", "demo", "--config", str(plain),
+                "--out", str(tmp_path / "out"), env=_env(tmp_path))  # fmt: skip
+    assert r.exit_code == 0 and "vgpu4nixos" not in r.stderr

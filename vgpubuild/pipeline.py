@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from vgpubuild import log, releasexml
+from vgpubuild import log, migration, releasexml
 from vgpubuild.artifact import BuildResult, RepackedRun, finalise
 from vgpubuild.artifactcache import ArtifactCache
 from vgpubuild.atomic import atomic_dir
@@ -79,6 +79,7 @@ def build(
             extra_patches=extra_patches,
             work=work,
         )
+        migration.warn(config)
         logger.info("build key", key=plan.key, release=plan.release.version, target=plan.target)
         artifacts = ArtifactCache(cache)
         version = plan.release.host_version if repack else None
