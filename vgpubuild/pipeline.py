@@ -4,9 +4,11 @@
 
     plan: release, target, patch.sh options, tools, pinned input hashes   (plan.py; fail fast)
     -> build key -> cached artifact? done                                   (artifactcache.py)
+    -> the inputs only this machine has (the zip), offline: all of them     (sources.py)
     -> patcher (verified tree) -> its GNRL/VGPU/GRID lines vs the release   (patchertree.py)
     -> patch.sh's options and tools checked                                 (patchsh.py)
     -> inputs (obtained verified) -> only the needed zip members -> .run checks
+    -> override ids vs the host .run's own vgpuConfig.xml                   (releasexml.py)
     -> patch.sh run and judged                                              (patchrun.py)
     -> vgpuConfig.xml edits (profiles/) -> project patches/ + --patch files  (patchseries.py)
     -> artifact (deterministic, manifest, NAR hash, store path) renamed into --out
