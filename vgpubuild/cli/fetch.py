@@ -115,7 +115,7 @@ def fetch_cmd(
     from vgpubuild.cache import Cache
     from vgpubuild.catalog import get_release
     from vgpubuild.config import DriverSource
-    from vgpubuild.patchertree import fetch_patcher
+    from vgpubuild.patchertree import fetch_patcher, require_cached_offline
     from vgpubuild.sources import driver_sources, obtain, require_on_hand
 
     options = fetch_options(offline, attempts, timeout, retry_wait, None, insecure, as_json)
@@ -131,6 +131,8 @@ def fetch_cmd(
     require_on_hand(specs, cache, options)  # the zip only you have: reported before downloads
     results = [(spec.name, spec.sha256, obtain(spec, cache, options)) for spec in specs]
     if rel.patcher is not None and not no_patcher:
+        if offline:  # the tarballs are not files to add: say what brings the patcher
+            require_cached_offline(rel.patcher, cache, rel)
         tree = fetch_patcher(rel.patcher, cache, options)
         results.append(("vGPU-Unlock-patcher", rel.patcher.sha256, tree))
     if as_json:
