@@ -264,7 +264,7 @@ def test_cli_offline_with_and_without_the_file_cached(server: FaultServer, tmp_p
     assert server.connections == 0
     src = tmp_path / "f.zip"
     src.write_bytes(BODY)
-    assert run_cli("add", str(src), "--sha256", SHA.sri, env=env).exit_code == 0
+    assert run_cli("add", "--no-nix-store", str(src), "--sha256", SHA.sri, env=env).exit_code == 0
     cached = run_cli("prefetch", url, SHA.sri, "--offline", env=env)
     assert cached.exit_code == 0, cached.stderr
     assert cached.stdout.splitlines()[0] == SHA.sri
@@ -275,6 +275,8 @@ def test_cli_prefetch_prints_sri_and_path(server: FaultServer, tmp_path: Path) -
     url = server.add("/NVIDIA-x.run", BODY)
     r = run_cli("prefetch", url, "--retry-wait", "0", env=_env(tmp_path))
     assert r.exit_code == 0, r.stderr
+    assert r.stdout == SHA.sri + "\n"  # the hash alone, as nix-prefetch-url prints it
+    r = run_cli("prefetch", url, "--print-path", env=_env(tmp_path))
     sri, path = r.stdout.splitlines()
     assert sri == SHA.sri
     assert Path(path).read_bytes() == BODY and Path(path).name == "NVIDIA-x.run"

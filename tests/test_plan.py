@@ -104,6 +104,7 @@ CHANGES: dict[str, list[tuple[str, Callable[[dict[str, Any]], None]]]] = {
 LOCATIONS: dict[str, Callable[[dict[str, Any]], None] | None] = {
     "zip": _edit("zip", "https://files.example/grid.zip"),
     "source": None,  # a label for messages: see test_the_config_source_label_is_not_an_input
+    "system_options": None,  # the running system's, only warned about: see the test below
 }
 DRIVER_SOURCE_LOCATIONS = {
     "url": _edit("driverSource.url", "https://files.example/grid.zip"),
@@ -144,6 +145,14 @@ def test_locations_do_not_change_the_key(
     data = _base(demo)
     before = _key(data)
     change(data)
+    assert _key(data) == before
+
+
+def test_the_running_systems_options_are_not_inputs(demo: DemoInputs) -> None:
+    data = _base(demo)
+    before = _key(data)
+    _edit("patcher.enablePatcherCmd", True)(data)
+    _edit("patcher.runtimeOptions", {"enable": True, "vgpukvm": True})(data)
     assert _key(data) == before
 
 

@@ -67,7 +67,7 @@ def test_override_writes_output_and_leaves_input_alone(xml: Path, tmp_path: Path
     r = run_cli(
         "profiles", "override", "333", "--xml", str(xml), "--vram", "3584", "--heads", "1",
         "--display", "1920x1080", "--frl", "144", "--no-cuda", "--set", "eccSupported=1",
-        "--set", "display@extra=1", "-o", str(out),
+        "--set", "display@extra=1", "--create", "-o", str(out),
     )  # fmt: skip
     assert r.exit_code == 0, r.stderr
     assert "nvidia-333 (GRID RTX6000-4Q): profileSize 0x100000000 -> 0xE0000000" in r.stdout

@@ -10,7 +10,8 @@ under ``<cache root>/artifacts/<key>/``::
     placed.json     where copies were put, with a fingerprint of each
 
 ``placed.json`` lets a repeated build leave an untouched artifact where it is instead of
-copying a driver-sized tree again.
+copying a driver-sized tree again; it is rewritten on every reuse, so its time is the
+entry's last use, which the size cap (:mod:`vgpubuild.housekeeping`) evicts by.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class ArtifactCache:
     """The ``artifacts/`` part of the vgpubuild cache; every write is best effort."""
 
     def __init__(self, cache: Cache) -> None:
+        self.cache = cache
         self.root = cache.root / "artifacts"
 
     def entry(self, key: str) -> Path:
@@ -122,6 +124,10 @@ class ArtifactCache:
                     f.write(json.dumps(record, sort_keys=True, indent=2).encode())
         except (OSError, OutputError) as exc:
             log.get_logger(stage="cache").warning("could not cache the artifact", error=str(exc))
+            return
+        from vgpubuild.housekeeping import enforce_artifact_cap
+
+        enforce_artifact_cap(self.cache, keep=key)
 
     def repack(self, key: str, tree: Path, work: Path, name: str, version: str) -> RepackedRun:
         """Write ``<name>.run`` into ``work`` (a copy of the cached one when there is one)."""

@@ -126,6 +126,9 @@ class BuildConfig:
     """``copyVGPUProfiles`` parsed."""
     overrides: OverrideMap = field(default_factory=dict, compare=False)
     """``profileOverrides`` parsed."""
+    system_options: tuple[str, ...] = field(default=(), compare=False)
+    """The running system's options (``patcher.enablePatcherCmd``, ``runtimeOptions``) that
+    are switched on: the NixOS module acts on them, a driver build does not."""
 
     @classmethod
     def from_mapping(
@@ -174,6 +177,16 @@ class BuildConfig:
             "target": patcher.get("target"),
         }
         new = replace(new, **{k: v for k, v in scalars.items() if v is not None})
+        runtime = patcher.get("runtimeOptions")
+        switched_on = {
+            "patcher.enablePatcherCmd": patcher.get("enablePatcherCmd") is True,
+            "patcher.runtimeOptions": isinstance(runtime, Mapping) and runtime.get("enable") is True,
+        }
+        new = replace(
+            new,
+            system_options=new.system_options
+            + tuple(k for k, on in switched_on.items() if on and k not in new.system_options),
+        )
         if overrides.get("zip") is not None:
             new = replace(new, zip=_resolve_location(overrides["zip"], base))
         if overrides.get("patches"):

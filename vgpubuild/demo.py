@@ -20,6 +20,7 @@ so the tests exercise each detector against a real ``patch.sh`` run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vgpubuild.atomic import atomic_file
-from vgpubuild.config import BuildConfig
+from vgpubuild.config import BuildConfig, DriverSource
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import CHUNK_SIZE, hash_file
 from vgpubuild.runfile import make_run
@@ -88,11 +89,8 @@ class DemoInputs:
 
     def build_config(self) -> BuildConfig:
         """The demo's build config: its release, zip, and one clone and one override."""
-        return BuildConfig.from_mapping(
+        example = BuildConfig.from_mapping(
             {
-                "release": DEMO_RELEASE,
-                "zip": str(self.zip_path),
-                "releases": self.release_mapping(),
                 "patcher": {
                     "copyVGPUProfiles": {"1E07:0000": "1E30:12BA"},
                     "profileOverrides": {
@@ -106,6 +104,22 @@ class DemoInputs:
                 },
             },
             source="the demo release",
+        )
+        return self.rehearsal(example)
+
+    def rehearsal(self, cfg: BuildConfig) -> BuildConfig:
+        """``cfg``'s patcher settings on the demo release: its zip, its catalog entry.
+
+        Where the real zip comes from (``zip``, ``driverSource``) is the one thing replaced:
+        the rest of a real config (target, options, overrides, clones, patches) is what the
+        rehearsal is for.
+        """
+        return dataclasses.replace(
+            cfg,
+            release=DEMO_RELEASE,
+            zip=str(self.zip_path),
+            driverSource=DriverSource(),
+            releases={**cfg.releases, **self.release_mapping()},
         )
 
     def release_mapping(self) -> dict[str, dict[str, Any]]:

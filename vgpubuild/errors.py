@@ -27,7 +27,15 @@ class VgpubuildError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message}. {self.hint}" if self.hint else self.message
+        if not self.hint:
+            return self.message
+        # A message ending in a hash block ("  got: sha256-...") must not get a full stop
+        # glued to the hash: the hint goes on a line of its own.
+        return (
+            f"{self.message}\n{self.hint}"
+            if "\n" in self.message
+            else f"{self.message}. {self.hint}"
+        )
 
 
 class UsageError(VgpubuildError):

@@ -130,7 +130,7 @@ def download(
     ``expected`` None (``vgpubuild prefetch``) stores whatever arrives under its hash.
     """
     url, user, password = strip_userinfo(url)
-    name = check_name(name) if name else name_from_url(url)
+    name = check_name(name, chosen=True) if name else name_from_url(url)
     if expected is not None and (hit := cache.lookup(expected, name)):
         return hit
     local = local_path(url)

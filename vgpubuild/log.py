@@ -77,6 +77,13 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+def _colours() -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set to anything (no-color.org)."""
+    import os
+
+    return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+
 def _apply() -> None:
     import structlog
 
@@ -87,7 +94,7 @@ def _apply() -> None:
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=True)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=_colours())
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

@@ -17,7 +17,7 @@ from pathlib import Path
 from vgpubuild import log
 from vgpubuild.cache import Cache
 from vgpubuild.catalog import PatcherInfo, Release
-from vgpubuild.errors import PatcherError
+from vgpubuild.errors import OfflineError, PatcherError
 from vgpubuild.fetch import FetchOptions, download
 from vgpubuild.nixhash import Hash
 from vgpubuild.unpack import extract_tarball
@@ -31,8 +31,9 @@ def require_patcher(release: Release) -> PatcherInfo:
     if release.patcher is None:
         raise PatcherError(
             f"release {release.version} has no vGPU-Unlock-patcher support in the catalog",
-            hint="Pick a release that has it (vgpubuild releases list), disable the patcher, "
-            "or define the patcher for this release in your build config.",
+            hint="vgpubuild patch always runs the patcher: pick a release that has it "
+            '(vgpubuild releases list), or give this one a releases."X".patcher table in '
+            "your build config (--config).",
         )
     return release.patcher
 
@@ -90,6 +91,24 @@ def patcher_cache_dir(cache: Cache, expected: Hash) -> Path:
     return cache.root / "patchers" / expected.hex
 
 
+def cached_patcher(info: PatcherInfo, cache: Cache) -> Path | None:
+    """The assembled tree of ``info`` if the cache has it (it was verified when stored)."""
+    final = patcher_cache_dir(cache, info.sha256)
+    return final if (final / "patch.sh").is_file() else None
+
+
+def require_cached_offline(info: PatcherInfo, cache: Cache, release: Release) -> None:
+    """With ``--offline`` and no ``--patcher DIR``: fail now unless the tree is cached."""
+    if cached_patcher(info, cache) is None:
+        raise OfflineError(
+            f"vGPU-Unlock-patcher at {info.rev[:12]} (release {release.version}) is not in the "
+            "vgpubuild cache and --offline forbids downloading it",
+            hint=f"Cache it once online with: vgpubuild fetch --release {release.version} (or "
+            f"pass --patcher DIR: a checkout of {info.repo} at that rev with its unlock "
+            "submodule)",
+        )
+
+
 def fetch_patcher(
     info: PatcherInfo,
     cache: Cache,
@@ -103,9 +122,9 @@ def fetch_patcher(
     result against ``info.sha256``, which is how the catalog hash was made. Only a tree that
     verified is renamed into the cache.
     """
+    if (cached := cached_patcher(info, cache)) is not None:
+        return cached
     final = patcher_cache_dir(cache, info.sha256)
-    if (final / "patch.sh").is_file():
-        return final
     base = base_url.rstrip("/")
     tarballs = []
     for repo, rev in ((info.repo, info.rev), (info.unlock_repo, info.unlock_rev)):

@@ -4,9 +4,11 @@
 
     plan: release, target, patch.sh options, tools, pinned input hashes   (plan.py; fail fast)
     -> build key -> cached artifact? done                                   (artifactcache.py)
+    -> the inputs only this machine has (the zip), offline: all of them     (sources.py)
     -> patcher (verified tree) -> its GNRL/VGPU/GRID lines vs the release   (patchertree.py)
     -> patch.sh's options and tools checked                                 (patchsh.py)
     -> inputs (obtained verified) -> only the needed zip members -> .run checks
+    -> override ids vs the host .run's own vgpuConfig.xml                   (releasexml.py)
     -> patch.sh run and judged                                              (patchrun.py)
     -> vgpuConfig.xml edits (profiles/) -> project patches/ + --patch files  (patchseries.py)
     -> artifact (deterministic, manifest, NAR hash, store path) renamed into --out
@@ -24,7 +26,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from vgpubuild import log
+from vgpubuild import log, migration, releasexml
 from vgpubuild.artifact import BuildResult, RepackedRun, finalise
 from vgpubuild.artifactcache import ArtifactCache
 from vgpubuild.atomic import atomic_dir
@@ -34,14 +36,15 @@ from vgpubuild.errors import XmlConfigError
 from vgpubuild.fetch import FetchOptions
 from vgpubuild.nixhash import hash_file
 from vgpubuild.outfolder import check_dest, move_run, prepare_out, sigint_deferred, work_dir
-from vgpubuild.patchertree import fetch_patcher
+from vgpubuild.patchertree import fetch_patcher, require_cached_offline
 from vgpubuild.patchrun import run_patch
 from vgpubuild.patchseries import apply_patches
 from vgpubuild.patchsh import check_expectations
 from vgpubuild.plan import BuildPlan, resolve
 from vgpubuild.profiles.edits import apply_build_edits
+from vgpubuild.profiles.remap import remap_p2v_profiles
 from vgpubuild.runfile import check_run
-from vgpubuild.sources import obtain
+from vgpubuild.sources import obtain, require_on_hand
 from vgpubuild.unpack import extract_members, zip_members
 
 
@@ -78,6 +81,7 @@ def build(
             extra_patches=extra_patches,
             work=work,
         )
+        migration.warn(config)
         logger.info("build key", key=plan.key, release=plan.release.version, target=plan.target)
         artifacts = ArtifactCache(cache)
         version = plan.release.host_version if repack else None
@@ -110,7 +114,12 @@ def _build(
     logger = log.get_logger(stage="pipeline")
     release = plan.release
 
-    # The patcher first: it is small, and a wrong one should stop us before 500 MB move.
+    # What only this machine can supply first (the GRID zip: given, cached or in the Nix
+    # store), and with --offline everything: a missing one fails now, before any download.
+    require_on_hand([s for s in (plan.driver, plan.general) if s], cache, fetch_options)
+    if fetch_options.offline and plan.patcher_tree is None:
+        require_cached_offline(plan.patcher, cache, release)
+    # Then the patcher: it is small, and a wrong one should stop us before 500 MB move.
     pdir = plan.patcher_tree or fetch_patcher(plan.patcher, cache, fetch_options)
     expectations = check_expectations(pdir / "patch.sh", release)
     name = plan.target.output_name(expectations)
@@ -120,6 +129,7 @@ def _build(
     inputs_dir = work / "inputs"
     inputs_dir.mkdir()
     run_files, input_records = _inputs(plan, cache, fetch_options, inputs_dir)
+    _check_override_ids(plan, run_files)
 
     log_path = cache.root / "logs" / f"{plan.key[:16]}-{plan.target}.log"
     tree = run_patch(
@@ -215,4 +225,27 @@ def _edit_vgpuconfig(plan: BuildPlan, tree: Path) -> list[str]:
             hint="Profile overrides and copied profiles apply to host targets only.",
         )
     # remapP40ProfilesToV100D went to patch.sh as --remap-p2v, as vgpu4nixos does.
-    return apply_build_edits(xml, overrides=plan.overrides, clones=plan.clones, remap_p2v=False)
+    return apply_build_edits(
+        xml,
+        overrides=plan.overrides,
+        clones=plan.clones,
+        remap_p2v=False,
+        shown=f"the patched {tree.name}/vgpuConfig.xml",  # the work folder will be gone
+    )
+
+
+def _check_override_ids(plan: BuildPlan, run_files: list[Path]) -> None:
+    """Every profile id an override names is in the release's vgpuConfig.xml, or stop now.
+
+    Read from the host .run's payload before patch.sh runs (minutes of work otherwise
+    wasted), with remap-p2v's renumbering applied when patch.sh will make it; the error
+    names that .run, a file the user has, not a file in the work folder.
+    """
+    host = next((f for f in run_files if f.name == plan.release.host_run_name), None)
+    if not plan.overrides or host is None:
+        return
+    config = releasexml.from_run(host, plan.release).parse()
+    if plan.options.remapP40ProfilesToV100D:
+        remap_p2v_profiles(config)
+    for profile_id in sorted(plan.overrides):
+        config.find_type(profile_id)

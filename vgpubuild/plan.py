@@ -26,7 +26,7 @@ from typing import Any
 from vgpubuild import __version__
 from vgpubuild.catalog import PatcherInfo, Release, get_release
 from vgpubuild.config import BuildConfig, PatcherOptions
-from vgpubuild.errors import UsageError
+from vgpubuild.errors import ConfigError, UsageError
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash
 from vgpubuild.patchertree import require_patcher, stage_patcher
@@ -151,8 +151,8 @@ def resolve(
         raise UsageError(
             "no release was given", hint="Pass --release (e.g. 17.3) or set release in --config."
         )
-    if not config.enable:
-        raise UsageError(
+    if not config.enable:  # a setting of the build config, so a config error (exit 3)
+        raise ConfigError(
             "patcher.enable is false, so there is nothing for 'vgpubuild patch' to build",
             hint="Set patcher.enable = true (vgpubuild patch always runs vGPU-Unlock-patcher).",
         )

@@ -103,9 +103,7 @@ def from_zip(zip_path: Path, release: Release) -> ReleaseXml:
         with zipfile.ZipFile(zip_path) as zf:
             member = _host_member(zf, release, zip_path)
             with zf.open(member) as run:
-                info = read_header(run, Path(member.filename), release.host_version)
-                run.seek(info.offset)
-                data = _tar_member(_decompressed(run, info.compression, member.filename))
+                data = _payload_xml(run, member.filename, release)
     except (OSError, zipfile.BadZipFile, EOFError, lzma.LZMAError, tarfile.TarError) as exc:
         raise InputError(
             f"cannot read {XML_NAME} from {origin}: {exc}",
@@ -117,6 +115,27 @@ def from_zip(zip_path: Path, release: Release) -> ReleaseXml:
             hint="Use the GRID zip of the release, or pass --xml FILE.",
         )
     return ReleaseXml(data, f"{origin} ({release.host_run_name})")
+
+
+def from_run(run_path: Path, release: Release) -> ReleaseXml:
+    """Stream vgpuConfig.xml out of a host driver .run file (a build reads it before patch.sh)."""
+    origin = f"the host driver {run_path.name}"
+    try:
+        with open(run_path, "rb") as run:
+            data = _payload_xml(run, run_path.name, release)
+    except (OSError, EOFError, lzma.LZMAError, tarfile.TarError) as exc:
+        raise InputError(f"cannot read {XML_NAME} from {origin}: {exc}") from None
+    if data is None:
+        raise XmlConfigError(f"{origin} has no {XML_NAME}", hint="Is it a vgpu-kvm driver?")
+    return ReleaseXml(data, origin)
+
+
+def _payload_xml(run: IO[bytes], name: str, release: Release) -> bytes | None:
+    """The vgpuConfig.xml in a .run's payload (header checked, payload streamed)."""
+
+    info = read_header(run, Path(name), release.host_version)
+    run.seek(info.offset)
+    return _tar_member(_decompressed(run, info.compression, name))
 
 
 def _host_member(zf: zipfile.ZipFile, release: Release, zip_path: Path) -> zipfile.ZipInfo:

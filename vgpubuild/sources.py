@@ -10,6 +10,9 @@ order and returns the first verified copy:
 4. the configured URL (``http(s)://``, ``file://`` or a plain path).
 
 When all fail, :class:`SourceNotFoundError` says exactly how to supply the file.
+:func:`require_on_hand` asks the same question for every input of a build before the
+first download (no file read, no socket), so the file only the user can supply (the GRID
+zip) is reported at once instead of after minutes spent on the rest.
 :func:`driver_sources` applies vgpu4nixos's ``driverSource`` rules to a release.
 """
 
@@ -24,8 +27,14 @@ from vgpubuild.cache import Cache
 from vgpubuild.catalog import LINUX_RUN_PREFIX, Release
 from vgpubuild.config import DriverSource
 from vgpubuild.credentials import parse_curl_opts
-from vgpubuild.errors import ConfigError, InputError, SourceNotFoundError, UsageError
-from vgpubuild.fetch import FetchOptions, download, is_url
+from vgpubuild.errors import (
+    ConfigError,
+    InputError,
+    OfflineError,
+    SourceNotFoundError,
+    UsageError,
+)
+from vgpubuild.fetch import FetchOptions, display_url, download, is_url, local_path
 from vgpubuild.nixhash import Hash
 from vgpubuild.store import fixed_output_path
 from vgpubuild.verify import Pinned
@@ -76,13 +85,54 @@ def obtain(spec: InputSpec, cache: Cache, options: FetchOptions) -> Path:
     raise SourceNotFoundError(not_found_message(spec, cache))
 
 
-def _from_explicit_path(spec: InputSpec, cache: Cache) -> Path:
+def on_hand(spec: InputSpec, cache: Cache) -> bool:
+    """True when ``spec``'s file is on this machine (given path, cache, Nix store).
+
+    Nothing is read or hashed: :func:`obtain` verifies the file when the build takes it.
+    """
+    if spec.path is not None:
+        return _given_path(spec).is_file()
+    return cache.lookup(spec.sha256, spec.name) is not None or (
+        spec.nix_store and Path(spec.store_path()).is_file()
+    )
+
+
+def require_on_hand(specs: list[InputSpec], cache: Cache, options: FetchOptions) -> None:
+    """Fail now for an input no download will supply; never touches the network.
+
+    An input that is not on this machine is an error at once when it has no URL (the GRID
+    zip: the requireFile message) or when ``options.offline`` forbids the download (the
+    message names the one command that supplies it).
+    """
+    for spec in specs:
+        if on_hand(spec, cache):
+            continue
+        if spec.path is not None:
+            _given_path(spec, check=True)
+        if not spec.url:
+            raise SourceNotFoundError(not_found_message(spec, cache))
+        if options.offline and local_path(spec.url) is None:  # file:// needs no network
+            raise OfflineError(
+                f"{spec.name} is not on this machine (not in the vgpubuild cache, not in the "
+                "Nix store) and --offline forbids downloading it",
+                hint="Fetch it once online with: vgpubuild prefetch "
+                f"{display_url(spec.url)} {spec.sha256.sri} (or vgpubuild add FILE if you "
+                "have a copy)",
+            )
+
+
+def _given_path(spec: InputSpec, *, check: bool = False) -> Path:
     assert spec.path is not None
     path = spec.path.expanduser()
-    if not path.is_file():
+    if check and not path.is_file():
         raise InputError(
             f"{str(path)!r} does not exist or is not a file", hint=f"Give the path of {spec.name}."
         )
+    return path
+
+
+def _from_explicit_path(spec: InputSpec, cache: Cache) -> Path:
+    path = _given_path(spec, check=True)
     # A cached copy of the same size is the same file: skip hashing hundreds of MB again.
     hit = cache.lookup(spec.sha256, spec.name)
     if hit is not None and hit.stat().st_size == path.stat().st_size:

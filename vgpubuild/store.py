@@ -29,12 +29,15 @@ def store_dir() -> str:
     return os.environ.get("NIX_STORE_DIR") or DEFAULT_STORE_DIR
 
 
-def check_name(name: str) -> str:
-    """Return ``name`` if Nix accepts it as a store path name, else raise."""
-    hint = (
-        "Use only letters, digits and + - . _ ? =, at most 211 characters, "
-        "not starting with '.'; pass --name to choose one."
+def check_name(name: str, *, chosen: bool = False) -> str:
+    """Return ``name`` if Nix accepts it as a store path name, else raise.
+
+    ``chosen``: the user typed the name (``--name``), so the hint does not suggest it.
+    """
+    rules = (
+        "Use only letters, digits and + - . _ ? =, at most 211 characters, not starting with '.'"
     )
+    hint = f"{rules}." if chosen else f"{rules}; pass --name to choose one."
     if not name:
         raise InvalidStoreNameError("a store path name cannot be empty", hint=hint)
     if len(name) > MAX_NAME_LENGTH:
@@ -101,8 +104,9 @@ def path_for(
 ) -> tuple[Hash, str]:
     """Hash ``path`` the way ``ingestion`` says and return (hash, store path)."""
     if name is None:
-        name = os.path.basename(os.path.abspath(path))
-    check_name(name)
+        name = check_name(os.path.basename(os.path.abspath(path)))
+    else:
+        check_name(name, chosen=True)
     if ingestion == "flat" and os.path.islink(path):
         # Nix 2.8 hashes the link's target but then stores the link itself, and fails with
         # "ca hash mismatch": there is no store path to predict.

@@ -19,9 +19,11 @@ Fetches and verifies a release's inputs, runs vGPU-Unlock-patcher's patch.sh, re
 
 Examples:
 
-  vgpubuild patch --release 17.3 --zip ./NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
+  vgpubuild add ./NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
 
-  vgpubuild profiles override 333 --xml vgpuConfig.xml --vram 3584 --in-place
+  vgpubuild patch --release 17.3 --out ./result
+
+  vgpubuild profiles show nvidia-333 --xml vgpuConfig.xml
 
   vgpubuild hash path ./result
 """
@@ -34,7 +36,7 @@ app = typer.Typer(
     epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -100,7 +102,10 @@ def main() -> None:
     """Run the CLI; turn vgpubuild errors into one line on stderr and their exit code."""
     signal.signal(signal.SIGINT, _on_sigint)
     try:
-        code = app(prog_name="vgpubuild", standalone_mode=False)
+        from vgpubuild.cli.globalopts import hoist
+
+        args = hoist(lambda: typer.main.get_command(app), sys.argv[1:])
+        code = app(args=args, prog_name="vgpubuild", standalone_mode=False)
     except _CLICK_ERROR as exc:
         # click's own usage errors (unknown option, missing argument): one line too.
         ctx = getattr(exc, "ctx", None)

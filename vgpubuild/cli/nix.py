@@ -11,14 +11,19 @@ import typer
 from vgpubuild.cli.common import JsonFlag, print_json, print_line
 
 cache_app = typer.Typer(
-    help="Share built artifacts through a Nix binary cache folder.", no_args_is_help=True
+    help="vgpubuild's own cache (list, clean) and Nix binary cache folders (export).\n\n"
+    "Example: vgpubuild cache list",
+    no_args_is_help=True,
 )
 
 
 @cache_app.command("export")
 def cache_export_cmd(
     artifact: Annotated[
-        Path, typer.Argument(help="Artifact folder, .run file, or store path (e.g. ./result).")
+        Path,
+        typer.Argument(
+            help="Artifact folder, .run file, or store path (e.g. ./result).", metavar="ARTIFACT"
+        ),
     ],
     to: Annotated[
         Path, typer.Option("--to", help="Binary cache folder to add it to (created if needed).")
@@ -95,5 +100,8 @@ def nix_builder_cmd() -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from vgpubuild.cli import cachedir
+
     app.command("nix-builder")(nix_builder_cmd)
+    cachedir.register(cache_app)
     app.add_typer(cache_app, name="cache")

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from vgpubuild.cli.common import JsonFlag, print_json, print_line
+from vgpubuild.cli.fetch import (
+    Attempts,
+    CurlOpts,
+    Insecure,
+    Offline,
+    RetryWait,
+    Timeout,
+    fetch_options,
+)
+from vgpubuild.cli.releases import ReleasesFile, user_releases
 from vgpubuild.targets import CHOICES
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from vgpubuild.artifact import BuildResult
-    from vgpubuild.fetch import FetchOptions
+    from vgpubuild.config import BuildConfig
+    from vgpubuild.demo import DemoInputs
 
 PATCH_HELP = """Build a patched vGPU driver tree for a release and print its Nix hash and store path.
 
@@ -24,9 +41,14 @@ printed are what `nix-store --add-fixed --recursive sha256` gives that folder. A
 run with the same inputs and options reuses the earlier artifact at once. On any failure
 (or Ctrl-C) nothing is left in OUT.
 
+--release demo builds the generated demo release with all of your options: rehearse
+your real config (--config, --overrides, --clone, --repack) before you own a GRID zip.
+
 Examples:
 
   vgpubuild patch --release 17.3 --zip ./NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
+
+  vgpubuild patch --release demo --config build.toml --repack
 
   vgpubuild patch --config build.toml --clone 1E07:0000=1E30:12BA --out ./result
 
@@ -66,6 +88,7 @@ def _cli_overrides(
     remap_p2v: bool,
     extra: list[str],
     clones: list[str],
+    curl_opts: str | None,
 ) -> dict[str, Any]:
     """The flags as a partial build config (same shape as the file), unset ones left out."""
     options: dict[str, Any] = {"extra": extra}
@@ -87,6 +110,10 @@ def _cli_overrides(
         data["guest"] = True
     if merged:
         data["merged"] = True
+    if curl_opts:
+        import shlex
+
+        data["driverSource"] = {"curlOptsList": shlex.split(curl_opts)}
     return data
 
 
@@ -112,15 +139,20 @@ def _print_result(result: BuildResult, as_json: bool) -> None:
         print_line(nixos_snippet(result.repacked).rstrip("\n"))
 
 
-def _fetch_options(offline: bool, as_json: bool) -> FetchOptions:
-    import sys
+DEMO_NAMES = ("demo", "17.99")
+"""What ``--release`` calls the demo release (``17.99`` is its version in manifests)."""
 
-    from vgpubuild import log
-    from vgpubuild.fetch import FetchOptions
 
-    return FetchOptions(
-        offline=offline, progress=sys.stderr.isatty() and not as_json and not log.json_mode()
-    )
+@contextlib.contextmanager
+def _demo_inputs() -> Iterator[DemoInputs]:
+    """The generated demo release in a temporary folder, removed afterwards."""
+    from vgpubuild.demo import make_demo_inputs
+
+    work = Path(tempfile.mkdtemp(prefix="vgpubuild-demo-inputs."))
+    try:
+        yield make_demo_inputs(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def patch_cmd(
@@ -208,9 +240,13 @@ def patch_cmd(
         Path,
         typer.Option("--out", "-o", metavar="DIR", help="Folder that receives the artifact."),
     ] = Path("vgpubuild-out"),
-    offline: Annotated[
-        bool, typer.Option("--offline", help="Never use the network (cache and paths only).")
-    ] = False,
+    releases_file: ReleasesFile = None,
+    offline: Offline = False,
+    attempts: Attempts = 5,
+    timeout: Timeout = 30.0,
+    retry_wait: RetryWait = 1.0,
+    curl_opts: CurlOpts = None,
+    insecure: Insecure = False,
     repack: Annotated[
         bool, typer.Option("--repack", help="Also write OUT/<name>.run (single file, flat hash).")
     ] = False,
@@ -237,18 +273,31 @@ def patch_cmd(
             remap_p2v=remap_p2v,
             extra=extra or [],
             clones=clone or [],
+            curl_opts=curl_opts,
         )
     )
-    result = build(
-        cfg,
-        out=out,
-        cache=Cache(),
-        fetch_options=_fetch_options(offline, as_json),
-        patcher_dir=patcher,
-        patcher_unverified=patcher_unverified,
-        extra_patches=patch or [],
-        repack=repack,
-    )
+    if releases_file is not None:
+        own = {k: dict(v) for k, v in (user_releases(releases_file) or {}).items()}
+        cfg = dataclasses.replace(cfg, releases={**own, **cfg.releases})
+    options = fetch_options(offline, attempts, timeout, retry_wait, None, insecure, as_json)
+
+    def run(cfg: BuildConfig, patcher_dir: Path | None) -> BuildResult:
+        return build(
+            cfg,
+            out=out,
+            cache=Cache(),
+            fetch_options=options,
+            patcher_dir=patcher_dir,
+            patcher_unverified=patcher_unverified,
+            extra_patches=patch or [],
+            repack=repack,
+        )
+
+    if cfg.release in DEMO_NAMES and cfg.release not in cfg.releases:
+        with _demo_inputs() as inputs:
+            result = run(inputs.rehearsal(cfg), patcher or inputs.patcher_dir)
+    else:
+        result = run(cfg, patcher)
     _print_result(result, as_json)
 
 
@@ -259,25 +308,17 @@ def demo_cmd(
     ] = Path("demo-out"),
     as_json: JsonFlag = False,
 ) -> None:
-    import shutil
-    import tempfile
-
     from vgpubuild.cache import Cache
-    from vgpubuild.demo import make_demo_inputs
     from vgpubuild.pipeline import build
 
-    work = Path(tempfile.mkdtemp(prefix="vgpubuild-demo-inputs."))
-    try:
-        inputs = make_demo_inputs(work)
+    with _demo_inputs() as inputs:
         result = build(
             inputs.build_config(),
             out=out,
             cache=Cache(),
-            fetch_options=_fetch_options(True, as_json),
+            fetch_options=fetch_options(True, 1, 30.0, 0.0, None, False, as_json),
             patcher_dir=inputs.patcher_dir,
         )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     _print_result(result, as_json)
 
 

@@ -22,9 +22,19 @@ from vgpubuild.cli.xmledit import (
 profiles_app = typer.Typer(
     help="Inspect and edit vgpuConfig.xml: list profiles, override sizes and displays, "
     "clone GPUs, remap P40 profiles. Edits keep the file byte-identical except the "
-    "changed values.",
+    "changed values.\n\n"
+    "Example: vgpubuild profiles show nvidia-333 --xml vgpuConfig.xml",
     no_args_is_help=True,
 )
+
+ProfileArg = Annotated[
+    str,
+    typer.Argument(
+        help='The profile: its vgpuType id (333), nvidia-333, or its name ("GRID RTX6000-1Q").',
+        metavar="PROFILE",
+    ),
+]
+
 
 @profiles_app.command("list")
 def list_cmd(
@@ -71,21 +81,26 @@ def _device_filter(text: str) -> Callable[[str], bool]:
     if ":" in text:
         pci = parse_pci_id(text, error=UsageError)
         return lambda key: key == str(pci)
-    device = parse_pci_id(f"{text}:0", error=UsageError).device
+    try:
+        device = parse_pci_id(f"{text}:0", error=UsageError).device
+    except UsageError:
+        raise UsageError(
+            f"--device {text!r} is not a PCI device id",
+            hint="Write a hex device id (0x1E30) or DEVICE:SUBSYSTEM (0x1E30:0x12BA).",
+        ) from None
     return lambda key: key.startswith(f"{device:04X}:")
 
 
 @profiles_app.command("show")
-def show_cmd(
-    profile_id: Annotated[int, typer.Argument(help="The vgpuType id (sysfs nvidia-ID).")],
-    xml: XmlOption,
-    as_json: JsonFlag = False,
-) -> None:
+def show_cmd(profile: ProfileArg, xml: XmlOption, as_json: JsonFlag = False) -> None:
     """Show one profile: every field vgpubuild understands and the GPUs that offer it.
 
-    Example: vgpubuild profiles show 333 --xml vgpuConfig.xml
+    Example: vgpubuild profiles show nvidia-333 --xml vgpuConfig.xml
     """
-    data = load(xml).profile(profile_id).to_json()
+    from vgpubuild.profiles.names import resolve_profile
+
+    config = load(xml)
+    data = config.profile(resolve_profile(config, profile)).to_json()
     if as_json:
         print_json(data)
         return
@@ -99,7 +114,7 @@ def show_cmd(
 
 @profiles_app.command("override")
 def override_cmd(
-    profile_id: Annotated[str, typer.Argument(help="The vgpuType id (sysfs nvidia-ID).")],
+    profile: ProfileArg,
     xml: XmlOption,
     vram: Annotated[
         int | None,
@@ -122,9 +137,15 @@ def override_cmd(
     sets: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="Raw element text ELEM=VALUE or attribute ELEM@ATTR=VALUE (repeatable)."
+            "--set",
+            help="Raw element text ELEM=VALUE or attribute ELEM@ATTR=VALUE (repeatable); "
+            "names no profile uses are refused.",
         ),
     ] = None,
+    create: Annotated[
+        bool,
+        typer.Option("--create", help="Let --set add an element or attribute no profile has."),
+    ] = False,
     output: OutputOption = None,
     in_place: InPlaceOption = False,
     dry_run: DryRunOption = False,
@@ -132,11 +153,13 @@ def override_cmd(
 ) -> None:
     """Override one profile as vgpu4nixos's profileOverrides."ID" does, but loudly.
 
-    Missing elements are created and reported; an unknown id names the closest ids.
+    Missing elements are created and reported; an unknown id names the closest ids. A --set
+    name that no profile in the file uses is refused with the closest one (--create insists).
 
     Example: vgpubuild profiles override 333 --xml vgpuConfig.xml --vram 3584 --heads 1 --display 1920x1080 --frl 144 --cuda -o vgpuConfig.new.xml
     """
     from vgpubuild.errors import UsageError
+    from vgpubuild.profiles.names import check_raw_names, resolve_profile
     from vgpubuild.profiles.overrides import apply_overrides
     from vgpubuild.profiles.settings import parse_overrides
 
@@ -164,8 +187,11 @@ def override_cmd(
         raise UsageError(
             "nothing to override", hint="Give --vram, --heads, --display, --frl, --cuda or --set."
         )
-    overrides = parse_overrides({profile_id: options}, error=UsageError)
     config = load(xml)
+    profile_id = resolve_profile(config, profile)
+    overrides = parse_overrides({str(profile_id): options}, error=UsageError)
+    if sets and not create:
+        check_raw_names(config, options["xmlConfig"])
     changes = apply_overrides(config, overrides)
     dest.finish(config, xml, changes)
 
@@ -195,7 +221,10 @@ def _parse_sets(sets: list[str]) -> dict[str, Any]:
 @profiles_app.command("clone")
 def clone_cmd(
     pairs: Annotated[
-        list[str], typer.Argument(help="NEW=SRC PCI id pairs, e.g. 0x1E07:0x0000=0x1E30:0x12BA.")
+        list[str],
+        typer.Argument(
+            help="NEW=SRC PCI id pairs, e.g. 0x1E07:0x0000=0x1E30:0x12BA.", metavar="NEW=SRC..."
+        ),
     ],
     xml: XmlOption,
     patch: Annotated[
@@ -262,7 +291,8 @@ def apply_cmd(
     config_file: Annotated[
         Path,
         typer.Argument(
-            help="Build config (TOML/JSON) with patcher.profileOverrides / copyVGPUProfiles."
+            help="Build config (TOML/JSON) with patcher.profileOverrides / copyVGPUProfiles.",
+            metavar="CONFIG",
         ),
     ],
     xml: XmlOption,
@@ -296,7 +326,9 @@ def apply_cmd(
 
 @profiles_app.command("import-unlockrs")
 def import_unlockrs_cmd(
-    toml_file: Annotated[Path, typer.Argument(help="A vgpu_unlock-rs profile_override.toml.")],
+    toml_file: Annotated[
+        Path, typer.Argument(help="A vgpu_unlock-rs profile_override.toml.", metavar="TOML")
+    ],
     xml: XmlOption,
     output: OutputOption = None,
     in_place: InPlaceOption = False,
@@ -332,7 +364,10 @@ def import_unlockrs_cmd(
 def export_unlockrs_cmd(
     config_file: Annotated[
         Path,
-        typer.Argument(help="Build config (TOML/JSON) whose patcher.profileOverrides to export."),
+        typer.Argument(
+            help="Build config (TOML/JSON) whose patcher.profileOverrides to export.",
+            metavar="CONFIG",
+        ),
     ],
     xml: Annotated[
         Path | None,

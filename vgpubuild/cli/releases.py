@@ -13,14 +13,17 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 releases_app = typer.Typer(
-    help="The vGPU releases vgpubuild can build (built in, plus your own).", no_args_is_help=True
+    help="The vGPU releases vgpubuild can build (built in, plus your own).\n\n"
+    "Example: vgpubuild releases show 17.3",
+    no_args_is_help=True,
 )
 
 ReleasesFile = Annotated[
     Path | None,
     typer.Option(
         "--releases",
-        help='A TOML file of your own [releases."X"] tables (same fields as the built-in ones).',
+        help='A TOML file of your own releases."X" tables (same fields as the built-in ones).',
+        metavar="FILE",
     ),
 ]
 
@@ -64,7 +67,7 @@ def list_cmd(releases_file: ReleasesFile = None, as_json: JsonFlag = False) -> N
 
 @releases_app.command("show")
 def show_cmd(
-    version: Annotated[str, typer.Argument(help="The GRID release, e.g. 17.3.")],
+    version: Annotated[str, typer.Argument(help="The GRID release, e.g. 17.3.", metavar="VERSION")],
     releases_file: ReleasesFile = None,
     as_json: JsonFlag = False,
 ) -> None:

@@ -38,13 +38,14 @@ def apply_build_edits(
     overrides: Mapping[int, ProfileOverride],
     clones: CloneMap,
     remap_p2v: bool = False,
+    shown: str | None = None,
 ) -> list[str]:
     """Apply a build's vgpuConfig.xml edits to ``xml_path`` in place (atomically).
 
     On any error the file is untouched. Returns one human-readable line per change,
-    including elements that had to be created.
+    including elements that had to be created. ``shown`` names the file in errors.
     """
-    config = VgpuConfig.load(xml_path)
+    config = VgpuConfig.load(xml_path, shown)
     changes = apply_edits(config, overrides=overrides, clones=clones, remap_p2v=remap_p2v)
     if changes:
         config.save(xml_path)

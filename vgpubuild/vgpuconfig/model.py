@@ -15,7 +15,7 @@ lxml directly), because they tell the writer which elements to rebuild.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,8 +128,12 @@ class VgpuConfig:
     # ----------------------------------------------------------------- loading
 
     @classmethod
-    def load(cls, path: Path) -> VgpuConfig:
-        """Read and safely parse ``path``; any problem is an :class:`XmlConfigError`."""
+    def load(cls, path: Path, shown: str | None = None) -> VgpuConfig:
+        """Read and safely parse ``path``; any problem is an :class:`XmlConfigError`.
+
+        ``shown`` names the file in messages when its path means nothing to the reader
+        (a build's work folder is gone by the time an error is read).
+        """
         with input_error(f"cannot read {str(path)!r}"):
             try:
                 data = Path(path).read_bytes()
@@ -137,7 +141,7 @@ class VgpuConfig:
                 raise InputError(
                     f"vgpuConfig.xml {str(path)!r} does not exist", hint="Check the --xml path."
                 ) from None
-        return cls.parse(data, str(path))
+        return cls.parse(data, shown or str(path))
 
     @classmethod
     def parse(cls, data: bytes, source: str = "<bytes>") -> VgpuConfig:
@@ -163,11 +167,10 @@ class VgpuConfig:
         index = self._type_index()
         found = index.get(profile_id)
         if found is None:
-            closest = sorted(index, key=lambda i: (abs(i - profile_id), i))[:5]
-            near = ", ".join(str(i) for i in sorted(closest)) or "none"
             raise XmlConfigError(
                 f"{self.source} has no profile (vgpuType) with id {profile_id}",
-                hint=f"Closest ids: {near}. List them with: vgpubuild profiles list --xml FILE.",
+                hint=f"{suggest_ids(profile_id, list(index))} "
+                "List them with: vgpubuild profiles list --xml FILE.",
             )
         return found
 
@@ -325,3 +328,36 @@ def _pgpu_model(el: etree._Element) -> Pgpu:
         subsystem_id=attr("subsystemId"),
         supported=tuple(s for s in supported if s is not None),
     )
+
+
+def _slip_of_a_key(typed: str, known: str) -> int | None:
+    """How likely ``typed`` is a slip for ``known``: 0 a repeated digit dropped or doubled
+    (``33`` for ``333``), 1 another digit dropped or extra, 2 two neighbours swapped; None
+    otherwise. A wrong digit is not counted: ``150`` is as near ``120`` as ``159``, and the
+    numeric neighbours already cover it.
+    """
+    if abs(len(typed) - len(known)) == 1:
+        short, long = sorted((typed, known), key=len)
+        cut = [i for i in range(len(long)) if long[:i] + long[i + 1 :] == short]
+        if not cut:
+            return None
+        # the dropped (or extra) digit is the same as a neighbour: a key pressed once too few
+        repeated = any(long[i] in long[max(i - 1, 0) : i] + long[i + 1 : i + 2] for i in cut)
+        return 0 if repeated else 1
+    if len(typed) == len(known):
+        diff = [i for i, (a, b) in enumerate(zip(typed, known, strict=True)) if a != b]
+        swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and typed[diff[0]] == known[diff[1]]
+        return 2 if swapped else None
+    return None
+
+
+def suggest_ids(wanted: int, known: Collection[int]) -> str:
+    """A hint for an unknown profile id: the likely typo (``33`` -> ``333``), then the nearest."""
+    slips = sorted(
+        (rank, abs(i - wanted), i)
+        for i in known
+        if (rank := _slip_of_a_key(str(wanted), str(i))) is not None
+    )
+    guess = f"Did you mean {slips[0][2]}? " if slips else ""
+    nearest = sorted(known, key=lambda i: (abs(i - wanted), i))[:5]
+    return f"{guess}Closest ids: {', '.join(str(i) for i in sorted(nearest)) or 'none'}."
