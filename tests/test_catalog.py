@@ -169,7 +169,9 @@ def test_cli_show_json_newest_releases(version: str) -> None:
 
 
 def test_cli_list_shows_newest_releases_without_patcher() -> None:
-    rows = {line.split()[0]: line.split() for line in run_cli("releases", "list").stdout.splitlines()}
+    rows = {
+        line.split()[0]: line.split() for line in run_cli("releases", "list").stdout.splitlines()
+    }
     assert rows["16.11"] == ["16.11", "535.261.04", "535.261.03", "535.216.01", "no"]
     assert rows["18.4"] == ["18.4", "570.172.07", "570.172.08", "570.169", "no"]
 

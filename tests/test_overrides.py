@@ -12,7 +12,6 @@ from vgpubuild.errors import ConfigError, UsageError, XmlConfigError
 from vgpubuild.profiles.edits import apply_build_edits
 from vgpubuild.profiles.overrides import apply_overrides
 from vgpubuild.profiles.settings import parse_clone_map, parse_overrides, vram_values
-from vgpubuild.profiles.unlockrs import export_unlockrs, import_unlockrs
 from vgpubuild.vgpuconfig.model import VgpuConfig
 from vgpubuild.vgpuconfig.vocabulary import CUDA_ELEMENT, to_hex
 
@@ -220,77 +219,3 @@ def test_apply_build_edits_with_nothing_to_do_leaves_the_file_alone(tmp_path: Pa
     before = xml.stat().st_mtime_ns
     assert apply_build_edits(xml, overrides={}, clones=()) == []
     assert xml.stat().st_mtime_ns == before
-
-
-# ----------------------------------------------------------------- vgpu_unlock-rs
-
-
-def test_unlockrs_export_maps_fields() -> None:
-    text_out, skipped = export_unlockrs(
-        parse_overrides(
-            {
-                "333": {
-                    "vramAllocation": 3584,
-                    "heads": 1,
-                    "display": {"width": 1920, "height": 1080},
-                    "framerateLimit": 0,
-                    "enableCuda": True,
-                    "xmlConfig": {"license": "x"},
-                }
-            }
-        )
-    )
-    assert "[profile.nvidia-333]" in text_out
-    for line in (
-        "num_displays = 1",
-        "display_width = 1920",
-        "display_height = 1080",
-        "max_pixels = 2073600",
-        "frl_config = 0",
-        "frl_enabled = 0",
-        "cuda_enabled = 1",
-        f"framebuffer = {0xCE000000}",
-        f"framebuffer_reservation = {0x12000000}",
-    ):
-        assert line in text_out.splitlines()
-    assert skipped == ["nvidia-333: profileSize", "nvidia-333: license"]
-
-
-def test_unlockrs_import_round_trips_through_export() -> None:
-    original = {
-        "333": {
-            "heads": 1,
-            "display": {"width": 1920, "height": 1080},
-            "framerateLimit": 45,
-            "enableCuda": True,
-        }
-    }
-    exported, _ = export_unlockrs(parse_overrides(original))
-    table, skipped = import_unlockrs(exported)
-    assert skipped == []
-    imported = parse_overrides(table)[333]
-    assert imported.elements() == parse_overrides(original)[333].elements()
-
-
-def test_unlockrs_import_handles_sizes_frl_off_and_unmapped_keys() -> None:
-    table, skipped = import_unlockrs(
-        "[profile.nvidia-333]\n"
-        'framebuffer = "3296MiB"\nframebuffer_reservation = 301989888\n'
-        "frl_config = 60\nfrl_enabled = 0\ncard_name = 'x'\n"
-        "[mdev.00000000-0000-0000-0000-000000000000]\nnum_displays = 1\n"
-    )
-    xml = table["333"]["xmlConfig"]
-    assert xml["framebuffer"] == "0xCE000000" and xml["fbReservation"] == "0x12000000"
-    assert xml["profileSize"] == "0xE0000000"
-    assert (xml["frlConfig"], xml["frame_rate_limiter"]) == ("0x3C", "0")
-    assert "[profile.nvidia-333] card_name" in skipped
-    assert any(item.startswith("[mdev]") for item in skipped)
-
-
-@pytest.mark.parametrize(
-    "bad",
-    ["[profile.vgpu-333]\nnum_displays = 1\n", "[profile.nvidia-1]\nnum_displays = -1\n", "x ="],
-)
-def test_unlockrs_import_rejects_bad_files(bad: str) -> None:
-    with pytest.raises(ConfigError):
-        import_unlockrs(bad)

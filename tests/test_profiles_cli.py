@@ -42,7 +42,13 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 
 def test_cli_module_does_not_import_lxml() -> None:
     code = "import sys, vgpubuild.cli.profiles; print('lxml' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, errors="backslashreplace", check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        check=True,
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -265,11 +271,11 @@ def test_unlockrs_export_then_import(xml: Path, tmp_path: Path) -> None:
         "[profile.nvidia-333]\nnum_displays = 1\nfrl_config = 0\nfrl_enabled = 0\ncuda_enabled = 1\n"
         in exported.read_text()
     )
-    exported.write_text(exported.read_text() + "card_name = 'x'\n")
+    exported.write_text(exported.read_text() + "pci_id = 1\n")
     out = tmp_path / "out.xml"
     r = run_cli("profiles", "import-unlockrs", str(exported), "--xml", str(xml), "-o", str(out))
     assert r.exit_code == 0, r.stderr
-    assert "skipped: [profile.nvidia-333] card_name" in r.stderr
+    assert "skipped: [profile.nvidia-333] pci_id" in r.stderr
     profile = VgpuConfig.load(out).profile(333)
     assert (profile.heads, profile.frame_rate_limiter, profile.cuda_enabled) == (1, False, True)
 

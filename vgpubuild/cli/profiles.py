@@ -344,7 +344,7 @@ def import_unlockrs_cmd(
     from vgpubuild.errors import InputError
     from vgpubuild.profiles.overrides import apply_overrides
     from vgpubuild.profiles.settings import parse_overrides
-    from vgpubuild.profiles.unlockrs import import_unlockrs
+    from vgpubuild.profiles.unlockrs import apply_type_attributes, import_unlockrs
 
     dest = Destination(output, in_place, dry_run, as_json)
     dest.check()
@@ -352,11 +352,12 @@ def import_unlockrs_cmd(
         text = toml_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {str(toml_file)!r}: {exc}") from None
-    table, skipped = import_unlockrs(text, str(toml_file))
-    overrides = parse_overrides(table)
+    imported = import_unlockrs(text, str(toml_file))
+    overrides = parse_overrides(imported.overrides)
     config = load(xml)
-    changes = apply_overrides(config, overrides)
-    notes = [f"not representable in vgpuConfig.xml, skipped: {item}" for item in skipped]
+    changes = apply_type_attributes(config, imported.attributes)
+    changes += apply_overrides(config, overrides)
+    notes = [f"not representable in vgpuConfig.xml, skipped: {item}" for item in imported.skipped]
     dest.finish(config, xml, changes, notes)
 
 

@@ -2,21 +2,63 @@
 
 vgpu_unlock-rs changes profiles at run time from ``/etc/vgpu_unlock/profile_override.toml``
 (sections ``[profile.nvidia-333]``); vgpubuild bakes the same changes into vgpuConfig.xml
-at build time. These functions translate the fields that have a vgpuConfig.xml
-counterpart and list the ones that do not (names, license strings, PCI ids, per-VM and
-per-mdev sections), so nothing is dropped silently.
+at build time. vgpu_unlock-rs reads each section into one struct whose field list and
+types are :data:`FIELD_TYPES`; a value of the wrong type makes it reject the whole file,
+so import refuses it too and export never writes one. Fields with a vgpuConfig.xml
+counterpart are translated both ways, including the strings: ``features`` is the
+``<license>`` text, ``card_name`` the ``name`` attribute of ``<vgpuType>`` and ``vgpu_type``
+its ``class`` attribute. The rest (type ids, PCI ids, per-VM and per-mdev sections) are
+listed, never dropped silently.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from vgpubuild.errors import ConfigError
 from vgpubuild.profiles.settings import ProfileOverride
+from vgpubuild.vgpuconfig.model import VgpuConfig
 from vgpubuild.vgpuconfig.vocabulary import CUDA_ELEMENT, parse_number, to_hex
+
+FieldType = Literal["u32", "u64", "human", "str"]
+FIELD_TYPES: dict[str, FieldType] = {
+    "gpu_type": "u32",
+    "card_name": "str",
+    "vgpu_type": "str",
+    "features": "str",
+    "max_instances": "u32",
+    "num_displays": "u32",
+    "display_width": "u32",
+    "display_height": "u32",
+    "max_pixels": "u32",
+    "frl_config": "u32",
+    "cuda_enabled": "u32",
+    "ecc_supported": "u32",
+    "mig_instance_size": "u32",
+    "multi_vgpu_supported": "u32",
+    "pci_id": "u64",
+    "pci_device_id": "u64",
+    "framebuffer": "human",
+    "mappable_video_size": "human",
+    "framebuffer_reservation": "human",
+    "encoder_capacity": "u32",
+    "bar1_length": "u64",
+    "frl_enabled": "u32",
+    "adapter_name": "str",
+    "short_gpu_name": "str",
+    "license_type": "str",
+}
+"""vgpu_unlock-rs's profile override struct: every field and its type. ``human`` is a u64
+that may also be a quoted size such as ``"3584MiB"`` (only these three fields take one)."""
+
+_LIMITS = {"u32": 2**32 - 1, "u64": 2**63 - 1, "human": 2**63 - 1}
+"""Largest value of each integer type that a TOML file can hold (TOML integers are i64)."""
 
 # vgpuConfig.xml element -> vgpu_unlock-rs key, and whether the XML writes it in hex.
 _FIELDS: dict[str, tuple[str, bool]] = {
@@ -35,22 +77,54 @@ _FIELDS: dict[str, tuple[str, bool]] = {
 }
 _BY_KEY = {key: (element, is_hex) for element, (key, is_hex) in _FIELDS.items()}
 _DISPLAY_KEYS = {"width": "display_width", "height": "display_height"}
+LICENSE_ELEMENT = "license"
+TYPE_ATTRIBUTES = {"name": "card_name", "class": "vgpu_type"}
+"""``<vgpuType>`` attribute -> vgpu_unlock-rs key."""
+_STRING_BYTES = {"features": 127, "card_name": 63, "vgpu_type": 63}
+"""Longest string vgpu_unlock-rs can store (its buffers hold a NUL too; names are 31 bytes
+before the 580 drivers). A longer one makes it refuse the profile's whole override."""
 _SECTION = re.compile(r"nvidia-([0-9]+)")
-_HUMAN = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|kB)?\s*")
 _UNITS = {"KB": 10**3, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS |= {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
-def export_unlockrs(overrides: Mapping[int, ProfileOverride]) -> tuple[str, list[str]]:
-    """``profile_override.toml`` text for ``overrides`` and the values it cannot carry."""
+@dataclass(frozen=True)
+class Imported:
+    """A ``profile_override.toml`` read for vgpuConfig.xml."""
+
+    overrides: dict[str, Any]
+    """A ``profileOverrides`` table (the NixOS module's shape)."""
+    attributes: dict[int, dict[str, str]] = field(default_factory=dict)
+    """New ``name``/``class`` attributes of ``<vgpuType>``, by profile id (not expressible
+    as a ``profileOverrides`` option, whose values are child elements)."""
+    skipped: list[str] = field(default_factory=list)
+    """Sections and keys with no vgpuConfig.xml counterpart."""
+
+
+# ------------------------------------------------------------------------------ export
+
+
+def export_unlockrs(
+    overrides: Mapping[int, ProfileOverride],
+    attributes: Mapping[int, Mapping[str, str]] | None = None,
+) -> tuple[str, list[str]]:
+    """``profile_override.toml`` text for ``overrides`` and the values it cannot carry.
+
+    ``attributes`` are ``<vgpuType>`` ``name``/``class`` values by profile id (from an
+    import), written as ``card_name``/``vgpu_type``.
+    """
     lines = [
         "# vgpu_unlock-rs profile overrides written by vgpubuild (profiles export-unlockrs)",
         "# Install as /etc/vgpu_unlock/profile_override.toml.",
     ]
     skipped: list[str] = []
-    for pid in sorted(overrides):
-        fields: dict[str, int] = {}
-        for element, value in overrides[pid].elements().items():
+    attributes = attributes or {}
+    for pid in sorted(set(overrides) | set(attributes)):
+        fields: dict[str, int | str] = {}
+        for attr, text in attributes.get(pid, {}).items():
+            fields[TYPE_ATTRIBUTES[attr]] = text
+        override = overrides.get(pid, ProfileOverride())
+        for element, value in override.elements().items():
             if isinstance(value, dict):
                 for attr, attr_value in value.items():
                     key = _DISPLAY_KEYS.get(attr) if element == "display" else None
@@ -59,24 +133,37 @@ def export_unlockrs(overrides: Mapping[int, ProfileOverride]) -> tuple[str, list
                         skipped.append(f"nvidia-{pid}: {element}@{attr}")
                     else:
                         fields[key] = number
-                continue
-            number = parse_number(value)
-            if element not in _FIELDS or number is None:
+            elif element == LICENSE_ELEMENT:
+                fields["features"] = value
+            elif element in _FIELDS and (number := parse_number(value)) is not None:
+                fields[_FIELDS[element][0]] = number
+            else:
                 skipped.append(f"nvidia-{pid}: {element}")
-                continue
-            fields[_FIELDS[element][0]] = number
         lines += ["", f"[profile.nvidia-{pid}]"]
-        lines += [f"{key} = {value}" for key, value in fields.items()]
+        for key, field_value in fields.items():
+            lines.append(f"{key} = {_toml_value(key, field_value, f'nvidia-{pid}: {key}')}")
     return "\n".join(lines) + "\n", skipped
 
 
-def import_unlockrs(
-    text: str, source: str = "profile_override.toml"
-) -> tuple[dict[str, Any], list[str]]:
-    """Read ``profile_override.toml`` into a ``profileOverrides`` table (NixOS shape).
+def _toml_value(key: str, value: int | str, where: str) -> str:
+    """``value`` as TOML, after the checks vgpu_unlock-rs would make when reading it."""
+    value = _checked(key, value, where)
+    if isinstance(value, int):
+        return str(value)
+    limit = _STRING_BYTES.get(key)
+    if limit is not None and len(value.encode()) > limit:
+        raise ConfigError(
+            f"{where} is {len(value.encode())} bytes; vgpu_unlock-rs stores at most {limit}",
+            hint="Shorten it (vgpu_unlock-rs would refuse the whole profile override).",
+        )
+    return json.dumps(value)  # a JSON string literal is a valid TOML basic string
 
-    Returns the table and the keys/sections that have no vgpuConfig.xml counterpart.
-    """
+
+# ------------------------------------------------------------------------------ import
+
+
+def import_unlockrs(text: str, source: str = "profile_override.toml") -> Imported:
+    """Read ``profile_override.toml`` with vgpu_unlock-rs's types, for vgpuConfig.xml."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -85,6 +172,7 @@ def import_unlockrs(
         f"[{name}] (per-VM/per-mdev or custom settings)" for name in data if name != "profile"
     ]
     table: dict[str, Any] = {}
+    attributes: dict[int, dict[str, str]] = {}
     profiles = data.get("profile", {})
     if not isinstance(profiles, Mapping):
         raise ConfigError(f"{source}: 'profile' must be a table of [profile.nvidia-ID] sections")
@@ -95,22 +183,53 @@ def import_unlockrs(
                 f"{source}: section [profile.{section}] does not name a profile",
                 hint="Sections are [profile.nvidia-ID], ID being the vgpuType id.",
             )
-        override, unmapped = _one(values, f"{source} [profile.{section}]")
-        table[match.group(1)] = override
+        where = f"{source} [profile.{section}]"
+        checked = {key: _checked(key, value, f"{where} {key}") for key, value in values.items()}
+        override, attrs, unmapped = _one(checked)
+        if override:
+            table[match.group(1)] = override
+        if attrs:
+            attributes[int(match.group(1))] = attrs
         skipped += [f"[profile.{section}] {key}" for key in unmapped]
-    return table, skipped
+    return Imported(table, attributes, skipped)
 
 
-def _one(values: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+def apply_type_attributes(
+    config: VgpuConfig, attributes: Mapping[int, Mapping[str, str]]
+) -> list[str]:
+    """Set imported ``name``/``class`` attributes on their ``<vgpuType>``; one line per change.
+
+    Every id is looked up before anything changes, so an unknown one leaves ``config`` as it was.
+    """
+    targets = {pid: config.find_type(pid) for pid in sorted(attributes)}
+    changes = []
+    for pid, el in targets.items():
+        for attr, value in attributes[pid].items():
+            old = config.set_attr(el, attr, value)
+            if old != value:
+                changes.append(f"nvidia-{pid}: {attr} {old!r} -> {value!r}")
+    return changes
+
+
+_ATTRIBUTE_OF = {key: attr for attr, key in TYPE_ATTRIBUTES.items()}
+
+
+def _one(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """One checked section: its profileOverrides entry, its attributes, its unmapped keys."""
     numbers: dict[str, int] = {}
     unmapped: list[str] = []
+    xml: dict[str, Any] = {}
+    attrs: dict[str, str] = {}
     for key, value in values.items():
         if key in _BY_KEY or key in _DISPLAY_KEYS.values():
-            numbers[key] = _number(value, f"{where} {key}")
+            numbers[key] = value
+        elif key == "features":
+            xml[LICENSE_ELEMENT] = value
+        elif key in _ATTRIBUTE_OF:
+            attrs[_ATTRIBUTE_OF[key]] = value
         else:
             unmapped.append(key)
     out: dict[str, Any] = {}
-    xml: dict[str, Any] = {}
     if "num_displays" in numbers:
         out["heads"] = numbers.pop("num_displays")
     _display(numbers, out, xml)
@@ -124,7 +243,7 @@ def _one(values: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[st
         xml[element] = to_hex(value) if is_hex else str(value)
     if xml:
         out["xmlConfig"] = xml
-    return out, unmapped
+    return out, attrs, unmapped
 
 
 def _display(numbers: dict[str, int], out: dict[str, Any], xml: dict[str, Any]) -> None:
@@ -151,14 +270,55 @@ def _frame_rate(numbers: dict[str, int], out: dict[str, Any], xml: dict[str, Any
         xml["frlConfig"], xml["frame_rate_limiter"] = to_hex(rate), str(enabled)
 
 
-def _number(value: Any, where: str) -> int:
-    """An unsigned integer, or a quoted size like ``"3.5GiB"`` (vgpu_unlock-rs accepts both)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+# ------------------------------------------------------------------------------- types
+
+
+def _checked(key: str, value: Any, where: str) -> Any:
+    """``value`` as vgpu_unlock-rs reads field ``key``; an error where it would refuse it.
+
+    Unknown keys are passed through as they are (vgpu_unlock-rs ignores them).
+    """
+    kind = FIELD_TYPES.get(key)
+    if kind is None:
         return value
-    match = _HUMAN.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"{where} must be a string for vgpu_unlock-rs, not {value!r}",
+                hint='Quote it, e.g. card_name = "GRID RTX6000-4Q".',
+            )
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= _LIMITS[kind]:
+            return value
         raise ConfigError(
-            f"{where} must be an unsigned number, not {value!r}",
-            hint='Write a number, or a size such as "3584MiB".',
+            f"{where} = {value} is out of range for vgpu_unlock-rs (0 to {_LIMITS[kind]})",
+            hint="Write an unsigned number that fits the field.",
         )
-    return round(float(match.group(1)) * _UNITS.get(match.group(2) or "", 1))
+    if kind == "human" and isinstance(value, str):
+        return _human_number(value, where)
+    quoted = ' or a quoted size such as "3584MiB"' if kind == "human" else ""
+    raise ConfigError(
+        f"{where} must be an unsigned number{quoted} for vgpu_unlock-rs, not {value!r}",
+        hint="Only framebuffer, mappable_video_size and framebuffer_reservation take a quoted "
+        "size; write the others as bare numbers.",
+    )
+
+
+def _human_number(text: str, where: str) -> int:
+    """A quoted size, read as vgpu_unlock-rs reads it: ``"3584MiB"``, ``"3.5 GiB"``, ``"60"``."""
+    value = text.strip()
+    split = next((n for n, ch in enumerate(value) if not (ch.isnumeric() or ch == ".")), None)
+    number, unit = (value, "") if split is None else (value[:split], value[split:].lstrip())
+    bad = ConfigError(
+        f"{where} = {text!r} is not a size vgpu_unlock-rs understands",
+        hint="Write a number with an optional unit: KB, kB, MB, GB, TB, KiB, MiB, GiB or TiB "
+        '(e.g. "3584MiB").',
+    )
+    if split is None:
+        if not number.isascii() or not number.isdigit() or int(number) > _LIMITS["human"]:
+            raise bad
+        return int(number)
+    if unit not in _UNITS or not re.fullmatch(r"[0-9]*\.?[0-9]*", number) or number in ("", "."):
+        raise bad
+    return min(math.floor(float(number) * _UNITS[unit] + 0.5), 2**64 - 1)
