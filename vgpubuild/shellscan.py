@@ -1,0 +1,469 @@
+"""Read the structure of a bash script without running it: commands and when they run.
+
+vGPU-Unlock-patcher's ``patch.sh`` differs between branches and forks (options, targets,
+clone lines, tools), so vgpubuild learns each one from the script it is about to run. This
+module is the reading half: it splits the script into simple commands (quotes, ``\\``
+line continuations, comments, ``$(...)`` and backticks understood) and records for each
+one the conditions it sits under, in the forms ``patch.sh`` uses::
+
+    if $FLAG; then ... else ... fi      $FLAG && { ... }      $FLAG || cmd
+    $A && $B && cmd                      case "$1" in pattern) ... ;; esac
+    name() { ... }                       while ...; do ... done
+
+A condition it cannot read (``[ -e file ]``, ``a || b && c``) is "maybe" and adds nothing:
+a caller that asks "can this run?" gets yes. It is not a shell: it never expands or runs
+anything, and its only job is the questions :mod:`vgpubuild.patchercontract` asks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+_FLAG = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)
+_OPERATORS = ("&&", "||", ";;", ";", "|", "&", "(", ")")
+_SEPARATORS = {";", "&", "\n"}
+
+
+@dataclass(frozen=True)
+class When:
+    """Where a command sits: the flags it needs, the case branch and function it is in."""
+
+    flags: frozenset[tuple[str, bool]] = frozenset()
+    """``(NAME, value)`` pairs that must all hold (``$NAME`` is ``true`` or ``false``)."""
+    branch: tuple[str, int] | None = None
+    """``("target"|"option", index)``: inside that branch of the script's ``case "$1"``."""
+    function: str | None = None
+    """Inside the body of this function (it runs when the function is called)."""
+
+    def also(self, flags: frozenset[tuple[str, bool]]) -> When:
+        return replace(self, flags=self.flags | flags)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One simple command: its words as written (quotes kept), where it is, when it runs."""
+
+    line: int
+    words: tuple[str, ...]
+    when: When
+    comment: str = ""
+    """The comment at the end of its line, if any (``# GTX 1070``)."""
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One branch of a ``case "$1"``: its patterns and the assignments at its top level."""
+
+    patterns: tuple[str, ...]
+    line: int
+    assignments: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Script:
+    """What :func:`scan` read."""
+
+    commands: list[Command] = field(default_factory=list)
+    functions: dict[str, int] = field(default_factory=dict)
+    """Function name -> the line it is defined on."""
+    top_assignments: dict[str, str] = field(default_factory=dict)
+    """``NAME=value`` outside any block or function (the first one of each name)."""
+    options: list[Branch] = field(default_factory=list)
+    """The option parser: the ``case "$1"`` inside the loop over the arguments."""
+    targets: list[Branch] = field(default_factory=list)
+    """The target dispatch: the first ``case "$1"`` at the top level."""
+
+
+def flag_of(word: str) -> str | None:
+    """``FLAG`` when ``word`` is exactly ``$FLAG`` or ``${FLAG}`` (quoted or not)."""
+    match = _FLAG.fullmatch(word.strip('"'))
+    return None if match is None else match.group(1) or match.group(2)
+
+
+def assignment(word: str) -> tuple[str, str] | None:
+    """``(NAME, value)`` for a ``NAME=value`` word, one level of quotes removed."""
+    match = _ASSIGNMENT.fullmatch(word)
+    if match is None:
+        return None
+    value = match.group(2)
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return match.group(1), value
+
+
+# ------------------------------------------------------------------------------ tokens
+
+
+@dataclass
+class _Token:
+    text: str
+    line: int
+    word: bool
+    subs: list[tuple[str, int]] = field(default_factory=list)
+    """Command substitutions inside a word: their text and first line."""
+
+
+def _closing(text: str, i: int, opening: str, closing: str) -> int:
+    """Index just past the ``closing`` that matches an ``opening`` before ``i``."""
+    depth = 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch in "'`":
+            i = text.find(ch, i + 1) + 1 or len(text)
+            continue
+        if ch == '"':
+            i = _quote_end(text, i + 1)
+            continue
+        if ch == opening:
+            depth += 1
+        elif ch == closing:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return i
+
+
+def _quote_end(text: str, i: int) -> int:
+    """Index just past the ``"`` that closes a double-quoted string opened before ``i``."""
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+        elif ch == '"':
+            return i + 1
+        elif text.startswith("$(", i):
+            i = _closing(text, i + 2, "(", ")")
+        elif ch == "`":
+            i = text.find("`", i + 1) + 1 or len(text)
+        else:
+            i += 1
+    return i
+
+
+def _tokens(text: str, first_line: int, comments: dict[int, str]) -> list[_Token]:
+    """Words and operators; newlines become ``\\n`` separators; comments go to ``comments``."""
+    out: list[_Token] = []
+    i, line = 0, first_line
+    word: list[str] = []
+    start = line
+    subs: list[tuple[str, int]] = []
+
+    def end_word() -> None:
+        nonlocal word, subs
+        if word:
+            out.append(_Token("".join(word), start, True, subs))
+        word, subs = [], []
+
+    while i < len(text):
+        ch = text[i]
+        if not word:
+            start = line
+        if ch == "\\" and text.startswith("\\\n", i):
+            i, line = i + 2, line + 1
+        elif ch in " \t":
+            end_word()
+            i += 1
+        elif ch == "\n":
+            end_word()
+            out.append(_Token("\n", line, False))
+            i, line = i + 1, line + 1
+        elif ch == "#" and not word:
+            stop = text.find("\n", i)
+            stop = len(text) if stop < 0 else stop
+            comments.setdefault(line, text[i + 1 : stop].strip())
+            i = stop
+        elif ch in "'\"`" or text.startswith("$(", i) or text.startswith("${", i):
+            if ch == "'":
+                stop = text.find("'", i + 1) + 1 or len(text)
+            elif ch == '"':
+                stop = _quote_end(text, i + 1)
+            elif ch == "`":
+                stop = text.find("`", i + 1) + 1 or len(text)
+                subs.append((text[i + 1 : stop - 1], line))
+            elif text.startswith("$((", i):
+                stop = _closing(text, i + 2, "(", ")")
+            elif text.startswith("$(", i):
+                stop = _closing(text, i + 2, "(", ")")
+                subs.append((text[i + 2 : stop - 1], line))
+            else:
+                stop = _closing(text, i + 2, "{", "}")
+            chunk = text[i:stop]
+            if ch == '"':
+                subs += [
+                    (m.group(1) or m.group(2) or "", line)
+                    for m in re.finditer(r"\$\(([^()]*)\)|`([^`]*)`", chunk)
+                ]
+            word.append(chunk)
+            line += chunk.count("\n")
+            i = stop
+        elif (
+            (op := next((o for o in _OPERATORS if text.startswith(o, i)), None))
+            and not (op in ("&", "&&") and word and word[-1].endswith(">"))
+            and not (op == "&" and text.startswith("&>", i))
+        ):
+            end_word()
+            out.append(_Token(op, line, False))
+            i += len(op)
+        elif ch in "<>" and text.startswith("&", i + 1):
+            word.append(text[i : i + 2])
+            i += 2
+        else:
+            word.append(ch)
+            i += 1
+    end_word()
+    return out
+
+
+# ------------------------------------------------------------------------------ blocks
+
+
+@dataclass
+class _Frame:
+    kind: str
+    """``if``, ``brace``, ``func``, ``loop``, ``case`` or ``sub``."""
+    flags: frozenset[tuple[str, bool]] = frozenset()
+    state: str = ""
+    name: str | None = None
+    cond: list[tuple[str, tuple[str, bool] | None]] = field(default_factory=list)
+    """An ``if``'s condition: (operator before it, its flag literal or None) per element."""
+    then: frozenset[tuple[str, bool]] = frozenset()
+    negation: frozenset[tuple[str, bool]] = frozenset()
+    case: str | None = None
+    """``target`` or ``option`` for the script's ``case "$1"`` blocks."""
+    branch: int = -1
+
+
+def _literal(words: list[str]) -> tuple[str, bool] | None:
+    """The flag test ``$FLAG`` / ``! $FLAG`` that ``words`` is, if it is one."""
+    negated = bool(words) and words[0] == "!"
+    rest = words[1:] if negated else words
+    name = flag_of(rest[0]) if len(rest) == 1 else None
+    return None if name is None else (name, not negated)
+
+
+class _Parser:
+    def __init__(self, script: Script, comments: dict[int, str]) -> None:
+        self.script = script
+        self.comments = comments
+        self.frames: list[_Frame] = []
+        self.seen_target_case = False
+
+    # the context of the next command
+    def when(self, extra: frozenset[tuple[str, bool]] = frozenset()) -> When:
+        flags: set[tuple[str, bool]] = set(extra)
+        branch = None
+        function = None
+        for frame in self.frames:
+            flags |= frame.flags
+            if frame.kind == "if":
+                flags |= frame.then if frame.state == "then" else set()
+                flags |= frame.negation if frame.state == "else" else set()
+            if frame.kind == "case" and frame.case and frame.state == "body":
+                branch = (frame.case, frame.branch)
+            if frame.kind == "func":
+                function, flags, branch = frame.name, set(extra), None
+        return When(frozenset(flags), branch, function)
+
+    def record(self, words: list[_Token], extra: frozenset[tuple[str, bool]]) -> None:
+        when = self.when(extra)
+        texts = tuple(t.text for t in words)
+        line = words[0].line
+        self.script.commands.append(Command(line, texts, when, self.comments.get(line, "")))
+        for text, sub_line in (sub for t in words for sub in t.subs):
+            inner = scan(text, sub_line)
+            for command in inner.commands:
+                merged = When(when.flags | command.when.flags, when.branch, when.function)
+                self.script.commands.append(replace(command, when=merged))
+        pairs = [assignment(t) for t in texts]
+        if pairs and all(pairs):
+            self._assignments([p for p in pairs if p is not None])
+
+    def _assignments(self, pairs: list[tuple[str, str]]) -> None:
+        if not self.frames:
+            for name, value in pairs:
+                self.script.top_assignments.setdefault(name, value)
+            return
+        top = self.frames[-1]
+        if top.kind == "case" and top.case and top.state == "body":
+            listing = self.script.targets if top.case == "target" else self.script.options
+            branch = listing[top.branch]
+            listing[top.branch] = replace(branch, assignments=branch.assignments + tuple(pairs))
+
+    def keyword(self, words: list[_Token], chain: frozenset[tuple[str, bool]]) -> list[_Token]:
+        """Handle block keywords at the start of ``words``; return the command left over."""
+        while words:
+            word = words[0].text
+            top = self.frames[-1] if self.frames else None
+            if word == "if":
+                self.frames.append(_Frame("if", chain, "cond"))
+            elif word in ("while", "until", "for"):
+                self.frames.append(_Frame("loop", chain, "head"))
+                return []
+            elif word == "do" and top and top.kind == "loop":
+                top.state = "body"
+            elif word == "done" and top and top.kind == "loop":
+                self.frames.pop()
+            elif word in ("then", "elif", "else") and top and top.kind == "if":
+                self._if_keyword(top, word)
+            elif word == "fi" and top and top.kind == "if":
+                self.frames.pop()
+            elif word == "case":
+                self._case(words, chain)
+                return []
+            elif word == "{":
+                self.frames.append(_Frame("brace", chain))
+            elif word == "}" and top and top.kind in ("brace", "func"):
+                self.frames.pop()
+            else:
+                return words
+            words = words[1:]
+        return words
+
+    def _if_keyword(self, frame: _Frame, word: str) -> None:
+        if word in ("then",) and frame.state == "cond":
+            simple = all(op in ("", "&&") for op, _ in frame.cond)
+            literals = frozenset(lit for _, lit in frame.cond if lit) if simple else frozenset()
+            frame.then = literals
+            exact = len(frame.cond) == 1 and frame.cond[0][1] is not None
+            frame.negation |= frozenset((n, not v) for n, v in literals) if exact else frozenset()
+            frame.state = "then"
+        elif word == "elif":
+            frame.state, frame.cond, frame.negation = "cond", [], frozenset()
+        elif word == "else":
+            frame.state = "else"
+
+    def _case(self, words: list[_Token], chain: frozenset[tuple[str, bool]]) -> None:
+        subject = words[1].text if len(words) > 1 else ""
+        if words[1:2] and words[1].subs:
+            self.record(words[1:2], chain)  # case `stat ...` in: the programs it runs
+        kind = None
+        inside = {f.kind for f in self.frames}
+        if subject in ('"$1"', "$1") and "func" not in inside:
+            if "loop" in inside:
+                kind = "option"
+            elif not self.seen_target_case and not inside:
+                kind, self.seen_target_case = "target", True
+        self.frames.append(_Frame("case", chain, "pattern", case=kind))
+
+
+def _pattern(tokens: list[_Token], i: int) -> tuple[list[str], int]:
+    """The alternatives of a case pattern starting at ``i``; the index after its ``)``."""
+    patterns: list[str] = []
+    while i < len(tokens) and tokens[i].text != ")":
+        if tokens[i].word:
+            patterns.append(tokens[i].text.strip("\"'"))
+        i += 1
+    return patterns, i + 1
+
+
+def scan(text: str, first_line: int = 1) -> Script:
+    """Read ``text`` (a bash script) into commands, functions, assignments and its cases."""
+    comments: dict[int, str] = {}
+    tokens = _tokens(text, first_line, comments)
+    script = Script()
+    parser = _Parser(script, comments)
+    words: list[_Token] = []
+    chain: list[tuple[str, tuple[str, bool] | None]] = []
+    lits: set[tuple[str, bool]] = set()
+    op_before = ""
+    saw_or = False
+
+    def element() -> None:
+        """The and-or element in ``words`` is complete."""
+        nonlocal words
+        frozen = frozenset(lits)
+        rest = parser.keyword(words, frozen)
+        literal = _literal([t.text for t in rest]) if rest else None
+        top = parser.frames[-1] if parser.frames else None
+        if top and top.kind == "if" and top.state == "cond" and rest:
+            top.cond.append((op_before, literal))
+        if rest and literal is None:
+            parser.record(rest, frozen)
+        chain.append((op_before, literal))
+        words = []
+
+    def operator(op: str) -> None:
+        """``&&``/``||``: what the next element can assume (``A || B && C``: nothing)."""
+        nonlocal op_before, saw_or
+        element()
+        last = chain[-1][1]
+        if op == "&&" and saw_or:
+            lits.clear()
+        elif op == "&&" and last is not None:
+            lits.add(last)
+        elif op == "||":
+            negated = {(last[0], not last[1])} if last is not None and len(chain) == 1 else set()
+            lits.clear()
+            lits.update(negated)
+            saw_or = True
+        op_before = op
+
+    def end_list() -> None:
+        nonlocal op_before, saw_or
+        if words:
+            element()
+        chain.clear()
+        lits.clear()
+        op_before, saw_or = "", False
+
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        top = parser.frames[-1] if parser.frames else None
+        if top and top.kind == "case" and top.state == "pattern" and not words:
+            if tok.word and tok.text == "esac":
+                parser.frames.pop()
+                i += 1
+            elif tok.word or tok.text == "(":
+                patterns, i = _pattern(tokens, i + (tok.text == "("))
+                top.branch += 1
+                top.state = "body"
+                if top.case:
+                    listing = script.targets if top.case == "target" else script.options
+                    listing.append(Branch(tuple(patterns), tok.line))
+            else:
+                i += 1
+            continue
+        if tok.word:
+            if tok.text == "esac" and top and top.kind == "case" and not words:
+                parser.frames.pop()
+            else:
+                words.append(tok)
+            i += 1
+            continue
+        op = tok.text
+        if op == "(" and len(words) == 1 and i + 1 < len(tokens) and tokens[i + 1].text == ")":
+            name = words[0].text
+            script.functions[name] = words[0].line
+            parser.frames.append(_Frame("func", name=name))
+            words = []
+            i += 2
+            while i < len(tokens) and tokens[i].text in ("\n", "{"):
+                i += 1
+                if tokens[i - 1].text == "{":
+                    break
+            continue
+        if op == "(" and not words:
+            parser.frames.append(_Frame("sub", frozenset(lits)))
+        elif op == ")" and top and top.kind == "sub":
+            end_list()
+            parser.frames.pop()
+        elif op in ("&&", "||"):
+            operator(op)
+        elif op == "|":
+            element()
+        elif op == ";;":
+            end_list()
+            if top and top.kind == "case":
+                top.state = "pattern"
+        else:
+            end_list()
+        i += 1
+    end_list()
+    return script
