@@ -50,6 +50,15 @@ UNLOCK_REPO = "vgpubuild/demo-vgpu-unlock"
 ZIP_NAME = f"NVIDIA-GRID-Linux-KVM-{HOST_VERSION}-{GUEST_VERSION}-{WINDOWS_VERSION}.zip"
 WINDOWS_NAME = f"{WINDOWS_VERSION}_grid_win10_win11_server2022_dch_64bit_international.exe"
 
+Shape = Literal["550.90", "535", "fork"]
+SHAPES: tuple[Shape, ...] = ("550.90", "535", "fork")
+"""Contract shapes of the stand-in ``patch.sh``, as the real branches differ: ``550.90``
+(the demo's own: its vcfgclone disables an existing destination, ``--nvoss``/``--remap-p2v``,
+a ``vgpu-kvm-merge`` target, the 18-line list plus Tesla P4 with ``--remap-p2v``), ``535``
+(vcfgclone only copies, no ``--nvoss``/``--remap-p2v``, a ``vgpu*)`` case that takes
+``vgpu-kvm-merge`` but builds vgpu-kvm, the 18-line list cloning M40/980/980M from the
+M60) and ``fork`` (550.90 plus a ``--zstd`` option and a ``vgpu-kvm-nolibs`` target)."""
+
 Failure = Literal["die", "reject", "nooutput", "versions"]
 FAILURES: tuple[Failure, ...] = ("die", "reject", "nooutput", "versions")
 """Patcher variants: ``die`` (a kernel-open patch fails, patch.sh exits 1), ``reject`` (a
@@ -75,6 +84,7 @@ class DemoInputs:
     patcher_dir: Path
     """The patcher tree with ``unlock/`` filled in, as a release's patcher hash covers it."""
     failure: Failure | None = None
+    shape: Shape = "550.90"
 
     @property
     def unlock_dir(self) -> Path:
@@ -185,7 +195,59 @@ def _replace_once(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
-def _make_patcher(dest: Path, failure: Failure | None) -> None:
+_BRANCH = """    {name})
+        DO_VGPU=true{merged}
+        SOURCE="{source}"{target}
+        ;;
+"""
+_MERGED = """
+        DO_GRID=true
+        DO_MRGD=true
+        $SWITCH_GRID_TO_GNRL || GRID="${GNRL}"
+"""
+
+
+def _shape_values(shape: Shape) -> dict[str, str]:
+    """The ``@KEY@`` values that make the stand-in ``patch.sh`` one of :data:`SHAPES`."""
+    shapes = DATA / "shapes"
+    old = shape == "535"
+    options = ["--nvoss) NVOSS=true", "--nvoss-debug) DBGNVOSS=true", "--remap-p2v) REMAP_P2V=true"]
+    options += ["--zstd) REPACK_ZSTD=true"] if shape == "fork" else []
+    targets = _BRANCH.format(
+        name="vgpu*" if old else "vgpu-kvm", merged="", source="${VGPU}", target=""
+    )
+    if shape == "fork":
+        nolibs = '\n        TARGET="${VGPU}-nolibs-patched"'
+        targets += _BRANCH.format(
+            name="vgpu-kvm-nolibs", merged="", source="${VGPU}", target=nolibs
+        )
+    merge = _BRANCH.format(
+        name="vgpu-kvm-merge", merged=_MERGED.rstrip("\n"), source="${VGPU}-merged", target=""
+    )
+    names = ["vgpu-kvm", "grid", "general", "wsys", "grid-merge", "general-merge"]
+    names += [] if old else ["vgpu-kvm-merge", "vcfg", "remap-p2v"]
+    remap = '    $REMAP_P2V && remap_p2v "${TARGET}/vgpuConfig.xml"\n'
+    utility = """    remap-p2v)
+        shift
+        [ $# -eq 1 ] && [ -e "$1" ] || die "Usage: $0 remap-p2v xmlfile"
+        remap_p2v "$1"
+        exit $?
+        ;;
+"""
+    return {
+        "VCFGCLONE": (shapes / f"vcfgclone-{'copy' if old else 'disable'}.sh").read_text(),
+        "REMAP_FUNCTION": "" if old else (shapes / "remap-function.sh").read_text(),
+        "OPTIONS": "" if old else "".join(f"        {o} ;;\n" for o in options),
+        "VGPU_TARGETS": targets,
+        "MERGE_TARGETS": "" if old else merge,
+        "UTILITIES": "" if old else utility,
+        "USAGE": " | ".join(names),
+        "CONFIG_STEPS": ("" if old else remap)
+        + (shapes / f"clones-{'535' if old else '550'}.txt").read_text().rstrip("\n"),
+    }
+
+
+def _make_patcher(dest: Path, failure: Failure | None, shape: Shape = "550.90") -> None:
     versions = {
         "HOST_VERSION": HOST_VERSION,
         "GUEST_VERSION": GUEST_VERSION,
@@ -196,7 +258,7 @@ def _make_patcher(dest: Path, failure: Failure | None) -> None:
         versions = {k: v.replace("999", "998") for k, v in versions.items()}
     if dest.exists():
         shutil.rmtree(dest)
-    _copy_tree(DATA / "patcher", dest, versions)
+    _copy_tree(DATA / "patcher", dest, {**versions, **_shape_values(shape)})
     _copy_tree(DATA / "unlock", dest / "unlock", versions)
     # Stored without the dot: a .gitignore in package data would act on this repository.
     for name in ("gitignore", "gitmodules"):
@@ -261,15 +323,20 @@ def _scratch(parent: Path) -> Iterator[Path]:
 # -------------------------------------------------------------------------------- public
 
 
-def make_demo_inputs(dest: str | os.PathLike[str], failure: Failure | None = None) -> DemoInputs:
+def make_demo_inputs(
+    dest: str | os.PathLike[str], failure: Failure | None = None, shape: Shape = "550.90"
+) -> DemoInputs:
     """Write the demo release's inputs under ``dest`` and say where they are.
 
     Layout: ``dest/<GRID zip>``, ``dest/runs/`` (the three .run files and the stand-in
     Windows installer, loose), ``dest/patcher/`` (the stand-in patcher with ``unlock/``).
-    ``failure`` (one of :data:`FAILURES`) makes the patcher fail in that way.
+    ``failure`` (one of :data:`FAILURES`) makes the patcher fail in that way; ``shape``
+    (one of :data:`SHAPES`) gives its ``patch.sh`` that branch's contract.
     """
     if failure is not None and failure not in FAILURES:
         raise ValueError(f"unknown demo failure {failure!r}; choose from {FAILURES}")
+    if shape not in SHAPES:
+        raise ValueError(f"unknown patcher shape {shape!r}; choose from {SHAPES}")
     root = Path(dest).resolve()
     runs = root / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -303,7 +370,7 @@ def make_demo_inputs(dest: str | os.PathLike[str], failure: Failure | None = Non
         },
     )
     patcher = root / "patcher"
-    _make_patcher(patcher, failure)
+    _make_patcher(patcher, failure, shape)
     return DemoInputs(
         root=root,
         zip_path=zip_path,
@@ -312,4 +379,5 @@ def make_demo_inputs(dest: str | os.PathLike[str], failure: Failure | None = Non
         general_run=built["general"],
         patcher_dir=patcher,
         failure=failure,
+        shape=shape,
     )

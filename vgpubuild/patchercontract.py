@@ -407,20 +407,22 @@ def _remap_function(script: Script) -> str | None:
     """The function the ``remap-p2v)`` utility form calls."""
     index = next((n for n, b in enumerate(script.targets) if "remap-p2v" in b.patterns), None)
     for command in script.commands:
-        if command.when.branch == ("target", index) and command.words[0] in script.functions:
-            return command.words[0]
+        words = command.words
+        if command.when.branch == ("target", index) and words[0] in script.functions:
+            if any(w.strip('"') in ("$1", "${1}") for w in words[1:]):
+                return words[0]
     return None
 
 
 def _disable_marker(script: Script) -> int | None:
-    """The vendor id vcfgclone writes over an existing destination's, if it writes one."""
+    """The vendor id vcfgclone writes over an existing destination's, if it writes one: any
+    hex number in its body other than NVIDIA's 0x10de (550.90's sed writes 0x9999)."""
     for command in script.commands:
-        if command.when.function != _CLONE_FUNCTION:
-            continue
-        for word in command.words:
-            for literal in _HEX.findall(word):
-                if int(literal, 16) != 0x10DE and ("${4}" in word or "$4" in word):
-                    return int(literal, 16)
+        if command.when.function == _CLONE_FUNCTION:
+            for word in command.words:
+                for literal in _HEX.findall(word):
+                    if int(literal, 16) != 0x10DE:
+                        return int(literal, 16)
     return None
 
 

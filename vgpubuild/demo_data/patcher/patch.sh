@@ -29,77 +29,10 @@ die() {
     exit 1
 }
 
-# vcfgclone XML SRCDEV SRCSUB DSTDEV DSTSUB: copy every <pgpu> of SRCDEV:SRCSUB as DSTDEV:DSTSUB
-# (a textual match on the attribute values, as the real one does with sed).
-vcfgclone() {
-    echo "vcfgclone ${2#0x}:${3#0x} -> ${4#0x}:${5#0x}"
-    awk -v sd="deviceId=\"$2\"" -v ss="subsystemId=\"$3\"" \
-        -v nd="deviceId=\"$4\"" -v ns="subsystemId=\"$5\"" '
-        /<pgpu[ >]/ { inblk = 1; blk = "" }
-        inblk {
-            blk = blk $0 "\n"
-            if ($0 ~ /<\/pgpu>/) {
-                inblk = 0
-                printf "%s", blk
-                if (index(blk, sd) && index(blk, ss)) {
-                    sub(sd, nd, blk)
-                    sub(ss, ns, blk)
-                    printf "%s", blk
-                }
-            }
-            next
-        }
-        { print }
-    ' "$1" > "$1.tmp" && mv "$1.tmp" "$1"
-}
-
-# remap-p2v XML: rename each "GRID P40-x" type to "GRID V40-x" with the ids of the matching
-# V100D type (0x1DB6/0x124A when there is none).
-remap_p2v() {
-    echo "remapping P40 profiles to V100D ..."
-    awk '
-        BEGIN {
-            split("12Q:16Q 24Q:32Q 12A:16A 24A:32A 12C:16C 24C:32C", pairs, " ")
-            for (i in pairs) { split(pairs[i], kv, ":"); bigger[kv[1]] = kv[2] }
-        }
-        function attr(line, name,    m) {
-            if (match(line, name "=\"[^\"]*\"")) return substr(line, RSTART + length(name) + 2, RLENGTH - length(name) - 3)
-            return ""
-        }
-        FNR == NR {
-            if (match($0, /name="GRID V100D-[^"]*"/)) vname = substr($0, RSTART + 17, RLENGTH - 18)
-            else if (vname != "" && $0 ~ /<devId /) {
-                vdev[vname] = attr($0, "deviceId"); vsub[vname] = attr($0, "subsystemId"); vname = ""
-            }
-            next
-        }
-        match($0, /name="GRID P40-[^"]*"/) {
-            suffix = substr($0, RSTART + 15, RLENGTH - 16)
-            want = (suffix in bigger) ? bigger[suffix] : suffix
-            dev = (want in vdev) ? vdev[want] : "0x1DB6"
-            sub_id = (want in vsub) ? vsub[want] : "0x124A"
-            sub(/name="GRID P40-/, "name=\"GRID V40-")
-            print "        P40-" suffix " -> V40-" suffix " <- V100D-" want > "/dev/stderr"
-            remap = 1
-            print
-            next
-        }
-        remap && /<devId / {
-            sub(/deviceId="[^"]*"/, "deviceId=\"" dev "\"")
-            sub(/subsystemId="[^"]*"/, "subsystemId=\"" sub_id "\"")
-            remap = 0
-        }
-        { print }
-    ' "$1" "$1" > "$1.tmp" && mv "$1.tmp" "$1"
-    echo "... done"
-}
-
-while [ $# -gt 0 ] && [ "${1:0:2}" = "--" ]; do
+@VCFGCLONE@
+@REMAP_FUNCTION@while [ $# -gt 0 ] && [ "${1:0:2}" = "--" ]; do
     case "$1" in
-        --nvoss) NVOSS=true ;;
-        --nvoss-debug) DBGNVOSS=true ;;
-        --remap-p2v) REMAP_P2V=true ;;
-        --no-klogtrace) KLOGT=false ;;
+@OPTIONS@        --no-klogtrace) KLOGT=false ;;
         --no-libs-patch) DO_LIBS=false ;;
         --no-testsign) TESTSIGN=false ;;
         --create-cert) SETUP_TESTSIGN=true ;;
@@ -125,11 +58,7 @@ if [ ! -e "${GNRL}.run" ] && [ -e "${GRID}.run" ]; then
 fi
 
 case "$1" in
-    vgpu-kvm)
-        DO_VGPU=true
-        SOURCE="${VGPU}"
-        ;;
-    grid)
+@VGPU_TARGETS@    grid)
         DO_GRID=true
         DO_GNRL=true
         DO_UNLK=false
@@ -143,11 +72,13 @@ case "$1" in
         SOURCE="${GNRL}"
         ;;
     wsys)
+        SOURCE="${WSYS}"
         NV_WIN_DRV_INSTALLER=$(ls -1 "${WSYS#NVIDIA-Windows-x86_64-}"*[-_]win*[-_]64bit*.exe 2>/dev/null | head -n 1)
         [ -e "$NV_WIN_DRV_INSTALLER" ] || die "nvidia windows driver installer ${WSYS} not found"
-        for tool in 7z msexpand; do
-            command -v $tool >/dev/null || die "install $tool to extract the windows driver"
-        done
+        which 7z >/dev/null || die "install p7zip for 7z"
+        which msexpand >/dev/null || die "install mscompress for msexpand"
+        which osslsigncode >/dev/null || die "install osslsigncode"
+        which gcc >/dev/null || die "gcc is needed to build the signature patch tool"
         die "the vgpubuild demo patcher has no windows driver to patch"
         ;;
     grid-merge)
@@ -156,7 +87,7 @@ case "$1" in
         DO_MRGD=true
         SOURCE="${GRID}-vgpu-kvm"
         ;;
-    general-merge|vgpu-kvm-merge)
+    general-merge)
         DO_VGPU=true
         DO_GRID=true
         DO_MRGD=true
@@ -165,29 +96,19 @@ case "$1" in
         else
             GRID="${GNRL}"
         fi
-        if [ "$1" = general-merge ]; then
-            SOURCE="${GNRL}-merged-vgpu-kvm"
-        else
-            SOURCE="${VGPU}-merged"
-        fi
+        SOURCE="${GNRL}-merged-vgpu-kvm"
         ;;
-    vcfg)
+@MERGE_TARGETS@    vcfg)
         shift
         [ $# -eq 5 ] && [ -e "$1" ] || die "Usage: $0 vcfg xmlfile devid subdevid cdevid csubdevid"
         vcfgclone "$@"
         exit $?
         ;;
-    remap-p2v)
-        shift
-        [ $# -eq 1 ] && [ -e "$1" ] || die "Usage: $0 remap-p2v xmlfile"
-        remap_p2v "$1"
-        exit $?
-        ;;
-    *)
-        die "Usage: $0 [options] <vgpu-kvm | grid | general | wsys | grid-merge | general-merge | vgpu-kvm-merge | vcfg | remap-p2v>"
+@UTILITIES@    *)
+        die "Usage: $0 [options] <@USAGE@>"
         ;;
 esac
-TARGET="${SOURCE}-patched"
+[ -n "${TARGET}" ] || TARGET="${SOURCE}-patched"
 
 extract() {
     local tdir="${2:-${1%.run}}"
@@ -261,12 +182,19 @@ if $NVGPLOPTPATCH; then
         -i "${TARGET}/kernel/nvidia/nv.c" "${TARGET}/kernel-open/nvidia/nv.c"
 fi
 $FORCEUSENVGPL && echo 'NVIDIA_CFLAGS += -DNV_DEMO_GPL_EXPERIMENT' >> "${TARGET}/kernel/nvidia/nvidia.Kbuild"
-$SPOOF_DEVID && echo 'NVIDIA_CFLAGS += -DSPOOF_ID' >> "${TARGET}/kernel/nvidia/nvidia.Kbuild"
+$SPOOF_DEVID && {
+    which gcc >/dev/null || die "gcc is needed to build the device id shim"
+    gcc --version >/dev/null || die "gcc does not run"
+    echo 'NVIDIA_CFLAGS += -DSPOOF_ID' >> "${TARGET}/kernel/nvidia/nvidia.Kbuild"
+}
+$SETUP_TESTSIGN && {
+    which makecert >/dev/null || die "install makecert (mono) to create a test certificate"
+    die "the vgpubuild demo patcher signs nothing"
+}
 
 if $DO_VGPU; then
-    $REMAP_P2V && remap_p2v "${TARGET}/vgpuConfig.xml"
-    vcfgclone "${TARGET}/vgpuConfig.xml" 0x1E30 0x12BA 0x1E84 0x0000	# RTX 2070 Super <- Quadro RTX 6000
-    vcfgclone "${TARGET}/vgpuConfig.xml" 0x1B38 0x0 0x1C82 0x0000	# GTX 1050 Ti <- Tesla P40
+    applypatch "${TARGET}" demo-vcfg.patch
+@CONFIG_STEPS@
 fi
 
 if $REPACK; then
