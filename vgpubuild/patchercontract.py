@@ -408,9 +408,9 @@ def _remap_function(script: Script) -> str | None:
     index = next((n for n, b in enumerate(script.targets) if "remap-p2v" in b.patterns), None)
     for command in script.commands:
         words = command.words
-        if command.when.branch == ("target", index) and words[0] in script.functions:
-            if any(w.strip('"') in ("$1", "${1}") for w in words[1:]):
-                return words[0]
+        takes_file = any(w.strip('"') in ("$1", "${1}") for w in words[1:])
+        if command.when.branch == ("target", index) and words[0] in script.functions and takes_file:
+            return words[0]
     return None
 
 
