@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vgpubuild.errors import PatcherError, UsageError
-from vgpubuild.shellscan import Branch, Command, Script, When, assignment, flag_of, scan
+from vgpubuild.scriptprograms import programs
+from vgpubuild.shellscan import Branch, Script, When, scan
 
 TARGET_OUTPUTS: dict[str, str] = {
     "vgpu-kvm": "${VGPU}-patched",
@@ -45,72 +46,7 @@ HIDDEN_TOOLS: dict[str, tuple[str, ...]] = {
 with tar/xz/gzip, and ``--repack`` runs the driver's own makeself.sh, which compresses
 with zstd. Key: the option that needs them ("" = always)."""
 
-NOT_PROGRAMS = frozenset(
-    [
-        "[",
-        "[[",
-        "!",
-        ":",
-        ".",
-        "{",
-        "}",
-        "(",
-        ")",
-        "alias",
-        "break",
-        "builtin",
-        "cd",
-        "command",
-        "continue",
-        "declare",
-        "echo",
-        "eval",
-        "exec",
-        "exit",
-        "export",
-        "false",
-        "getopts",
-        "hash",
-        "let",
-        "local",
-        "popd",
-        "printf",
-        "pushd",
-        "pwd",
-        "read",
-        "readonly",
-        "return",
-        "set",
-        "shift",
-        "source",
-        "test",
-        "then",
-        "else",
-        "elif",
-        "fi",
-        "do",
-        "done",
-        "esac",
-        "case",
-        "if",
-        "for",
-        "while",
-        "until",
-        "time",
-        "trap",
-        "true",
-        "type",
-        "typeset",
-        "ulimit",
-        "umask",
-        "unset",
-        "wait",
-    ]
-)
-"""Bash builtins and keywords: never looked up on PATH."""
-
 _HEX = re.compile(r"0[xX][0-9A-Fa-f]+")
-_PROGRAM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 _CLONE_FUNCTION = "vcfgclone"
 _XML = "vgpuConfig.xml"
 
@@ -328,7 +264,7 @@ def contract_of(text: str, branch: str | None = None) -> Contract:
         steps=steps,
         clone_disables=_disable_marker(script),
         remap_option=remap_option,
-        tools=_tools(script),
+        tools=programs(script),
         functions=frozenset(script.functions),
     )
 
@@ -424,47 +360,3 @@ def _disable_marker(script: Script) -> int | None:
                     if int(literal, 16) != 0x10DE:
                         return int(literal, 16)
     return None
-
-
-def _program(command: Command, script: Script) -> list[str]:
-    """The programs ``command`` runs or checks for (``which X``, ``command -v X``)."""
-    words = list(command.words)
-    while words and assignment(words[0]):
-        words = words[1:]
-    if not words:
-        return []
-    first = words[0]
-    name = flag_of(first)
-    if name is not None:  # $CP: the program named at the start of its value
-        value = script.top_assignments.get(name, "")
-        first = value.split()[0] if value.split() else ""
-    found = [first] if _PROGRAM.fullmatch(first) else []
-    if first == "which" or words[:2] == ["command", "-v"]:
-        found += [w for w in words[1:] if _PROGRAM.fullmatch(w)]
-    return [p for p in found if p not in NOT_PROGRAMS and p not in script.functions]
-
-
-def _tools(script: Script) -> tuple[tuple[str, When], ...]:
-    """Each program with the condition it runs under; a function's programs at its calls."""
-    by_function: dict[str, list[tuple[str, When]]] = {}
-    calls: list[tuple[str, When]] = []
-    for command in script.commands:
-        owner = command.when.function or ""
-        for program in _program(command, script):
-            by_function.setdefault(owner, []).append((program, command.when))
-        if command.words and command.words[0] in script.functions:
-            calls.append((command.words[0], command.when))
-    result = list(by_function.get("", []))
-    seen: set[tuple[str, When]] = set()
-    pending = [c for c in calls if c[1].function is None]
-    while pending:
-        name, at = pending.pop()
-        if (name, at) in seen:
-            continue
-        seen.add((name, at))
-        for program, inner in by_function.get(name, []):
-            result.append((program, When(at.flags | inner.flags, at.branch, None)))
-        for callee, inner in calls:
-            if inner.function == name:
-                pending.append((callee, When(at.flags | inner.flags, at.branch, None)))
-    return tuple(result)

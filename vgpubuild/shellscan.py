@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from vgpubuild.shelltokens import Token, tokens
+
 _FLAG = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)
-_OPERATORS = ("&&", "||", ";;", ";", "|", "&", "(", ")")
-_SEPARATORS = {";", "&", "\n"}
 
 
 @dataclass(frozen=True)
@@ -93,133 +93,6 @@ def assignment(word: str) -> tuple[str, str] | None:
     return match.group(1), value
 
 
-# ------------------------------------------------------------------------------ tokens
-
-
-@dataclass
-class _Token:
-    text: str
-    line: int
-    word: bool
-    subs: list[tuple[str, int]] = field(default_factory=list)
-    """Command substitutions inside a word: their text and first line."""
-
-
-def _closing(text: str, i: int, opening: str, closing: str) -> int:
-    """Index just past the ``closing`` that matches an ``opening`` before ``i``."""
-    depth = 1
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch in "'`":
-            i = text.find(ch, i + 1) + 1 or len(text)
-            continue
-        if ch == '"':
-            i = _quote_end(text, i + 1)
-            continue
-        if ch == opening:
-            depth += 1
-        elif ch == closing:
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return i
-
-
-def _quote_end(text: str, i: int) -> int:
-    """Index just past the ``"`` that closes a double-quoted string opened before ``i``."""
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-        elif ch == '"':
-            return i + 1
-        elif text.startswith("$(", i):
-            i = _closing(text, i + 2, "(", ")")
-        elif ch == "`":
-            i = text.find("`", i + 1) + 1 or len(text)
-        else:
-            i += 1
-    return i
-
-
-def _tokens(text: str, first_line: int, comments: dict[int, str]) -> list[_Token]:
-    """Words and operators; newlines become ``\\n`` separators; comments go to ``comments``."""
-    out: list[_Token] = []
-    i, line = 0, first_line
-    word: list[str] = []
-    start = line
-    subs: list[tuple[str, int]] = []
-
-    def end_word() -> None:
-        nonlocal word, subs
-        if word:
-            out.append(_Token("".join(word), start, True, subs))
-        word, subs = [], []
-
-    while i < len(text):
-        ch = text[i]
-        if not word:
-            start = line
-        if ch == "\\" and text.startswith("\\\n", i):
-            i, line = i + 2, line + 1
-        elif ch in " \t":
-            end_word()
-            i += 1
-        elif ch == "\n":
-            end_word()
-            out.append(_Token("\n", line, False))
-            i, line = i + 1, line + 1
-        elif ch == "#" and not word:
-            stop = text.find("\n", i)
-            stop = len(text) if stop < 0 else stop
-            comments.setdefault(line, text[i + 1 : stop].strip())
-            i = stop
-        elif ch in "'\"`" or text.startswith("$(", i) or text.startswith("${", i):
-            if ch == "'":
-                stop = text.find("'", i + 1) + 1 or len(text)
-            elif ch == '"':
-                stop = _quote_end(text, i + 1)
-            elif ch == "`":
-                stop = text.find("`", i + 1) + 1 or len(text)
-                subs.append((text[i + 1 : stop - 1], line))
-            elif text.startswith("$((", i):
-                stop = _closing(text, i + 2, "(", ")")
-            elif text.startswith("$(", i):
-                stop = _closing(text, i + 2, "(", ")")
-                subs.append((text[i + 2 : stop - 1], line))
-            else:
-                stop = _closing(text, i + 2, "{", "}")
-            chunk = text[i:stop]
-            if ch == '"':
-                subs += [
-                    (m.group(1) or m.group(2) or "", line)
-                    for m in re.finditer(r"\$\(([^()]*)\)|`([^`]*)`", chunk)
-                ]
-            word.append(chunk)
-            line += chunk.count("\n")
-            i = stop
-        elif (
-            (op := next((o for o in _OPERATORS if text.startswith(o, i)), None))
-            and not (op in ("&", "&&") and word and word[-1].endswith(">"))
-            and not (op == "&" and text.startswith("&>", i))
-        ):
-            end_word()
-            out.append(_Token(op, line, False))
-            i += len(op)
-        elif ch in "<>" and text.startswith("&", i + 1):
-            word.append(text[i : i + 2])
-            i += 2
-        else:
-            word.append(ch)
-            i += 1
-    end_word()
-    return out
-
-
 # ------------------------------------------------------------------------------ blocks
 
 
@@ -270,7 +143,7 @@ class _Parser:
                 function, flags, branch = frame.name, set(extra), None
         return When(frozenset(flags), branch, function)
 
-    def record(self, words: list[_Token], extra: frozenset[tuple[str, bool]]) -> None:
+    def record(self, words: list[Token], extra: frozenset[tuple[str, bool]]) -> None:
         when = self.when(extra)
         texts = tuple(t.text for t in words)
         line = words[0].line
@@ -295,7 +168,7 @@ class _Parser:
             branch = listing[top.branch]
             listing[top.branch] = replace(branch, assignments=branch.assignments + tuple(pairs))
 
-    def keyword(self, words: list[_Token], chain: frozenset[tuple[str, bool]]) -> list[_Token]:
+    def keyword(self, words: list[Token], chain: frozenset[tuple[str, bool]]) -> list[Token]:
         """Handle block keywords at the start of ``words``; return the command left over."""
         while words:
             word = words[0].text
@@ -338,7 +211,7 @@ class _Parser:
         elif word == "else":
             frame.state = "else"
 
-    def _case(self, words: list[_Token], chain: frozenset[tuple[str, bool]]) -> None:
+    def _case(self, words: list[Token], chain: frozenset[tuple[str, bool]]) -> None:
         subject = words[1].text if len(words) > 1 else ""
         if words[1:2] and words[1].subs:
             self.record(words[1:2], chain)  # case `stat ...` in: the programs it runs
@@ -352,7 +225,7 @@ class _Parser:
         self.frames.append(_Frame("case", chain, "pattern", case=kind))
 
 
-def _pattern(tokens: list[_Token], i: int) -> tuple[list[str], int]:
+def _pattern(tokens: list[Token], i: int) -> tuple[list[str], int]:
     """The alternatives of a case pattern starting at ``i``; the index after its ``)``."""
     patterns: list[str] = []
     while i < len(tokens) and tokens[i].text != ")":
@@ -365,10 +238,10 @@ def _pattern(tokens: list[_Token], i: int) -> tuple[list[str], int]:
 def scan(text: str, first_line: int = 1) -> Script:
     """Read ``text`` (a bash script) into commands, functions, assignments and its cases."""
     comments: dict[int, str] = {}
-    tokens = _tokens(text, first_line, comments)
+    toks = tokens(text, first_line, comments)
     script = Script()
     parser = _Parser(script, comments)
-    words: list[_Token] = []
+    words: list[Token] = []
     chain: list[tuple[str, tuple[str, bool] | None]] = []
     lits: set[tuple[str, bool]] = set()
     op_before = ""
@@ -413,15 +286,15 @@ def scan(text: str, first_line: int = 1) -> Script:
         op_before, saw_or = "", False
 
     i = 0
-    while i < len(tokens):
-        tok = tokens[i]
+    while i < len(toks):
+        tok = toks[i]
         top = parser.frames[-1] if parser.frames else None
         if top and top.kind == "case" and top.state == "pattern" and not words:
             if tok.word and tok.text == "esac":
                 parser.frames.pop()
                 i += 1
             elif tok.word or tok.text == "(":
-                patterns, i = _pattern(tokens, i + (tok.text == "("))
+                patterns, i = _pattern(toks, i + (tok.text == "("))
                 top.branch += 1
                 top.state = "body"
                 if top.case:
@@ -438,15 +311,15 @@ def scan(text: str, first_line: int = 1) -> Script:
             i += 1
             continue
         op = tok.text
-        if op == "(" and len(words) == 1 and i + 1 < len(tokens) and tokens[i + 1].text == ")":
+        if op == "(" and len(words) == 1 and i + 1 < len(toks) and toks[i + 1].text == ")":
             name = words[0].text
             script.functions[name] = words[0].line
             parser.frames.append(_Frame("func", name=name))
             words = []
             i += 2
-            while i < len(tokens) and tokens[i].text in ("\n", "{"):
+            while i < len(toks) and toks[i].text in ("\n", "{"):
                 i += 1
-                if tokens[i - 1].text == "{":
+                if toks[i - 1].text == "{":
                     break
             continue
         if op == "(" and not words:
