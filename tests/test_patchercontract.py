@@ -18,7 +18,12 @@ from vgpubuild.patchercontract import Contract, contract_of, read_contract
 from vgpubuild.shellscan import scan
 
 # The built-in lists, as (source, new card) pairs in order (facts of the real branches).
-RTX6000, P40, M10, M60 = ("0x1E30", "0x12BA"), ("0x1B38", "0x0"), ("0x13BD", "0x1160"), ("0x13F2", "0x0")
+RTX6000, P40, M10, M60 = (
+    ("0x1E30", "0x12BA"),
+    ("0x1B38", "0x0"),
+    ("0x13BD", "0x1160"),
+    ("0x13F2", "0x0"),
+)
 COMMON = [
     (RTX6000, "0x1E07"), (RTX6000, "0x1E84"), (RTX6000, "0x1E81"), (RTX6000, "0x1f03"),
     (RTX6000, "0x1f11"), (RTX6000, "0x2184"), (RTX6000, "0x1f95"), (RTX6000, "0x1EB1"),
@@ -74,7 +79,9 @@ def test_fork_shape_is_learned(shapes: dict[str, DemoInputs]) -> None:
 
 def test_535_refuses_the_merge_target_naming_the_branch(shapes: dict[str, DemoInputs]) -> None:
     c = contract(shapes, "535")
-    with pytest.raises(UsageError, match=r"branch demo-535 has no target 'vgpu-kvm-merge'.*vgpu\*\)"):
+    with pytest.raises(
+        UsageError, match=r"branch demo-535 has no target 'vgpu-kvm-merge'.*vgpu\*\)"
+    ):
         c.check_target("vgpu-kvm-merge")
     with pytest.raises(UsageError, match="branch demo-535 has no --remap-p2v"):
         c.check_remap()

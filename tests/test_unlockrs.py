@@ -18,7 +18,12 @@ from unlockrs_reader import Rejected
 
 from vgpubuild.errors import ConfigError
 from vgpubuild.profiles.settings import parse_overrides
-from vgpubuild.profiles.unlockrs import FIELD_TYPES, apply_type_attributes, export_unlockrs, import_unlockrs
+from vgpubuild.profiles.unlockrs import (
+    FIELD_TYPES,
+    apply_type_attributes,
+    export_unlockrs,
+    import_unlockrs,
+)
 from vgpubuild.vgpuconfig.model import VgpuConfig
 
 FULL: dict[str, Any] = {

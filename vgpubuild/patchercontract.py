@@ -83,6 +83,8 @@ class Step:
     ids: tuple[str, str, str, str] = ("", "", "", "")
     """For a clone: SRCDEV SRCSUB DSTDEV DSTSUB as written."""
     comment: str = ""
+    xml: str = ""
+    """The file argument as written (``${TARGET}/vgpuConfig.xml``)."""
 
 
 @dataclass(frozen=True)
@@ -333,9 +335,11 @@ def _steps(script: Script) -> tuple[Step, ...]:
             continue
         if words[0] == _CLONE_FUNCTION and len(words) == 6:
             ids = (words[2], words[3], words[4], words[5])
-            steps.append(Step("clone", command.line, command.when, ids, command.comment))
+            steps.append(Step("clone", command.line, command.when, ids, command.comment, words[1]))
         elif remap is not None and words[0] == remap:
-            steps.append(Step("remap", command.line, command.when, comment=command.comment))
+            steps.append(
+                Step("remap", command.line, command.when, comment=command.comment, xml=words[1])
+            )
     return tuple(steps)
 
 

@@ -70,21 +70,30 @@ class _PgpuIndex:
             hint=f"pGPUs in the file: {listing or 'none'}.",
         )
 
-    def clone(self, src: PciId, dst: PciId) -> list[str]:
+    def clone(
+        self,
+        src: PciId,
+        dst: PciId,
+        disable_with: int | None = DISABLED_SUBSYSTEM_VENDOR,
+        missing_ok: bool = False,
+    ) -> list[str]:
+        """``disable_with``: the vendor id an existing enabled destination gets first (None:
+        a plain copy, as 535.x and 550.54); ``missing_ok``: a missing source does nothing
+        (what VUP's own lines do) instead of being an error."""
         sources = self.matching(src, NVIDIA_VENDOR)
         if not sources:
+            if missing_ok:
+                return []
             raise self.missing(src, "clone from")
         changes: list[str] = []
         cloned: list[str] = []
-        for n in self.matching(dst):
-            el, device, subsystem, vendor = self.entries[n]
-            if vendor == DISABLED_SUBSYSTEM_VENDOR:
-                continue
-            self.config.set_attr(
-                _devid(el), "subsystemVendorId", f"0x{DISABLED_SUBSYSTEM_VENDOR:04X}"
+        for n in self.matching(dst, NVIDIA_VENDOR) if disable_with is not None else []:
+            el, device, subsystem, _vendor = self.entries[n]
+            self.config.set_attr(_devid(el), "subsystemVendorId", f"0x{disable_with:04X}")
+            self.entries[n] = (el, device, subsystem, disable_with)
+            changes.append(
+                f"pgpu {dst}: existing entry disabled (subsystemVendorId 0x{disable_with:04X})"
             )
-            self.entries[n] = (el, device, subsystem, DISABLED_SUBSYSTEM_VENDOR)
-            changes.append(f"pgpu {dst}: existing entry disabled (subsystemVendorId 0x9999)")
         for n in reversed(sources):  # from the end, so earlier positions stay valid
             el, _device, _subsystem, vendor = self.entries[n]
             duplicate = self.config.insert_copy_after(el)
@@ -115,10 +124,23 @@ def vcfgpatch(config: VgpuConfig, src: PciId, dst: PciId) -> list[str]:
     return [f"pgpu {src}: ids changed to {dst} ({len(sources)} entries)"]
 
 
-def copy_profiles(config: VgpuConfig, pairs: CloneMap) -> list[str]:
-    """Run ``copyVGPUProfiles`` pairs (``(new, source)``) in order, as vcfgclone."""
+def copy_profiles(
+    config: VgpuConfig, pairs: CloneMap, disable_with: int | None = DISABLED_SUBSYSTEM_VENDOR
+) -> list[str]:
+    """Run ``copyVGPUProfiles`` pairs (``(new, source)``) in order, as vcfgclone.
+
+    ``disable_with`` is the branch's semantics (see :meth:`_PgpuIndex.clone`).
+    """
     index = _PgpuIndex(config)
     changes: list[str] = []
     for new, src in pairs:
-        changes += index.clone(src, new)
+        changes += index.clone(src, new, disable_with)
     return changes
+
+
+def clone_builtin(
+    config: VgpuConfig, src: PciId, dst: PciId, disable_with: int | None
+) -> list[str]:
+    """One of VUP's own vcfgclone lines: like :func:`copy_profiles`, but a source that is
+    not in the file does nothing (the line's sed matches nothing)."""
+    return _PgpuIndex(config).clone(src, dst, disable_with, missing_ok=True)
