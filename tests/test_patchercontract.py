@@ -64,7 +64,7 @@ def test_550_shape_is_learned(shapes: dict[str, DemoInputs]) -> None:
     assert pairs(c, []) == LIST_550
     assert pairs(c, ["--remap-p2v"]) == [*LIST_550, (P40, "0x1BB3")]
     assert c.remap_option == "--remap-p2v"
-    assert [s.kind for s in c.steps][0] == "remap"
+    assert c.steps[0].kind == "remap"
     assert c.targets["vgpu-kvm-merge"].output == "${VGPU}-merged-patched"
     assert c.steps[1].comment == "GeForce RTX 2080 Ti <- Quadro RTX 6000"
 
@@ -83,21 +83,21 @@ def test_535_refuses_the_merge_target_naming_the_branch(shapes: dict[str, DemoIn
         UsageError, match=r"branch demo-535 has no target 'vgpu-kvm-merge'.*vgpu\*\)"
     ):
         c.check_target("vgpu-kvm-merge")
-    with pytest.raises(UsageError, match="branch demo-535 has no --remap-p2v"):
+    with pytest.raises(UsageError, match=r"branch demo-535 has no --remap-p2v"):
         c.check_remap()
-    with pytest.raises(UsageError, match="branch demo-535 does not know the option '--nvoss'"):
+    with pytest.raises(UsageError, match=r"branch demo-535 does not know the option '--nvoss'"):
         c.check_options(["--nvoss"])
 
 
 def test_550_refuses_fork_options_and_targets(shapes: dict[str, DemoInputs]) -> None:
     c = contract(shapes, "550.90")
-    with pytest.raises(UsageError, match="branch demo-550.90 does not know the option '--zstd'"):
+    with pytest.raises(UsageError, match=r"branch demo-550\.90 does not know the option '--zstd'"):
         c.check_options(["--zstd"])
     with pytest.raises(UsageError, match="Did you mean '--repack'"):
         c.check_options(["--repak"])
     with pytest.raises(UsageError, match="does not start with '--'"):
         c.check_options(["vgpu-kvm"])
-    with pytest.raises(UsageError, match="branch demo-550.90 has no target 'vgpu-kvm-nolibs'"):
+    with pytest.raises(UsageError, match=r"branch demo-550\.90 has no target 'vgpu-kvm-nolibs'"):
         c.check_target("vgpu-kvm-nolibs")
     assert c.check_remap() == "--remap-p2v"
     c.check_clones("vgpu-kvm")
