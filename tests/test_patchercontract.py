@@ -101,7 +101,7 @@ def test_550_refuses_fork_options_and_targets(shapes: dict[str, DemoInputs]) -> 
         c.check_target("vgpu-kvm-nolibs")
     assert c.check_remap() == "--remap-p2v"
     c.check_clones("vgpu-kvm")
-    with pytest.raises(UsageError, match="does not edit vgpuConfig.xml for target 'grid'"):
+    with pytest.raises(UsageError, match=r"does not edit vgpuConfig\.xml for target 'grid'"):
         c.check_clones("grid")
 
 
