@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from vgpubuild.demo import DemoInputs, make_demo_inputs
+from vgpubuild.errors import PatcherError
+from vgpubuild.patchercontract import Contract, read_contract
 from vgpubuild.profiles.replay import (
     check_builtin,
     first_difference,
     replay,
     snapshot_script,
 )
-from vgpubuild.demo import DemoInputs, make_demo_inputs
-from vgpubuild.errors import PatcherError
-from vgpubuild.patchercontract import Contract, read_contract
 from vgpubuild.profiles.settings import PciId, parse_clone_map
 from vgpubuild.vgpuconfig.model import VgpuConfig
 
