@@ -22,15 +22,16 @@ from vgpubuild.demo import DemoInputs, make_demo_inputs
 from vgpubuild.errors import HashMismatchError, PatcherError, ToolMissingError, UsageError
 from vgpubuild.fetch import FetchOptions
 from vgpubuild.nar import nar_hash
-from vgpubuild.patchertree import fetch_patcher, stage_patcher
+from vgpubuild.patchercontract import Contract, read_contract
+from vgpubuild.patchertree import fetch_patcher, require_patcher, stage_patcher
 from vgpubuild.patchrun import run_patch
 from vgpubuild.patchsh import (
     GPL_FLAGS,
+    check_args,
     check_expectations,
     check_tools,
     patch_args,
     read_expectations,
-    validate_options,
 )
 from vgpubuild.runfile import check_run
 from vgpubuild.targets import choose_target
@@ -40,6 +41,10 @@ FAST = FetchOptions(attempts=3, retry_wait=0.01, max_retry_wait=0.02, timeout=5,
 
 def _runs(demo: DemoInputs) -> list[Path]:
     return [demo.host_run, demo.guest_run, demo.general_run]
+
+
+def _contract(patcher: Path) -> Contract:
+    return read_contract(patcher / "patch.sh", "demo")
 
 
 # ------------------------------------------------------------------ target and options
@@ -72,14 +77,13 @@ def test_choose_target_refuses_unknown_and_contradictions() -> None:
 
 
 def test_patch_args_map_options_like_vgpu4nixos() -> None:
-    r173 = get_release("17.3")
-    assert patch_args("vgpu-kvm", False, False, [], r173) == [*GPL_FLAGS, "vgpu-kvm"]
+    assert patch_args("vgpu-kvm", False, False, []) == [*GPL_FLAGS, "vgpu-kvm"]
     assert GPL_FLAGS == (
         "--enable-nvidia-gpl-for-experimenting",
         "--force-nvidia-gpl-I-know-it-is-wrong",
     )
-    assert patch_args("grid", True, False, [], r173) == ["grid"]
-    assert patch_args("vgpu-kvm", True, True, ["--repack", "--spoof-devid"], r173) == [
+    assert patch_args("grid", True, False, []) == ["grid"]
+    assert patch_args("vgpu-kvm", True, True, ["--repack", "--spoof-devid"]) == [
         "--remap-p2v",
         "--repack",
         "--spoof-devid",
@@ -87,25 +91,27 @@ def test_patch_args_map_options_like_vgpu4nixos() -> None:
     ]
 
 
-def test_remap_p2v_only_on_17x() -> None:
-    with pytest.raises(UsageError, match=r"only on 17\.x releases, not on 16\.2"):
-        patch_args("vgpu-kvm", False, True, [], get_release("16.2"))
-
-
-def test_unknown_and_series_specific_options_are_refused() -> None:
-    with pytest.raises(UsageError, match="does not know the option '--repak'") as err:
-        patch_args("vgpu-kvm", False, False, ["--repak"], get_release("17.3"))
+def test_args_are_checked_against_the_patch_sh_that_runs(tmp_path: Path) -> None:
+    old = read_contract(
+        make_demo_inputs(tmp_path / "535", shape="535").patcher_dir / "patch.sh", "535.129"
+    )
+    with pytest.raises(UsageError, match=r"branch 535\.129 has no --remap-p2v"):
+        check_args(old, patch_args("vgpu-kvm", False, True, []), clones=False)
+    with pytest.raises(
+        UsageError, match=r"branch 535\.129 does not know the option '--repak'"
+    ) as err:
+        check_args(old, patch_args("vgpu-kvm", False, False, ["--repak"]), clones=False)
     assert "--repack" in (err.value.hint or "")
-    with pytest.raises(UsageError, match="--nvoss"):
-        validate_options(["--nvoss"], "535")
-    validate_options(["--nvoss"], "550")
-    with pytest.raises(UsageError, match="does not start with '--'"):
-        validate_options(["grid"], "550")
+    with pytest.raises(UsageError, match=r"branch 535\.129 has no target 'vgpu-kvm-merge'"):
+        check_args(old, patch_args("vgpu-kvm-merge", False, False, []), clones=False)
+    with pytest.raises(UsageError, match=r"does not edit vgpuConfig\.xml for target 'grid'"):
+        check_args(old, patch_args("grid", False, False, []), clones=True)
+    check_args(old, patch_args("vgpu-kvm", False, False, ["--repack"]), clones=True)
 
 
 def test_release_without_patcher_support_is_an_error() -> None:
     with pytest.raises(PatcherError, match="no vGPU-Unlock-patcher support"):
-        patch_args("vgpu-kvm", False, False, [], get_release("16.8"))
+        require_patcher(get_release("16.8"))
 
 
 # -------------------------------------------------------------------- expectations
@@ -243,9 +249,17 @@ def test_fetch_patcher_refuses_wrong_content(
 def test_run_patch_produces_the_patched_tree(
     tmp_path: Path, demo: DemoInputs, release: Release, target: str, output: str, present: str
 ) -> None:
-    args = patch_args(target, False, False, ["--repack"], release)
+    args = patch_args(target, False, False, ["--repack"])
     log = tmp_path / "build.log"
-    out = run_patch(demo.patcher_dir, _runs(demo), target, args, tmp_path / "work", log)
+    out = run_patch(
+        demo.patcher_dir,
+        _runs(demo),
+        target,
+        args,
+        tmp_path / "work",
+        log,
+        _contract(demo.patcher_dir),
+    )
     assert out.name == output and out.is_dir()
     assert (out / present).is_file()
     assert 'MODULE_LICENSE("Dual MIT/GPL")' in (out / "kernel" / "nvidia" / "nv.c").read_text()
@@ -264,10 +278,18 @@ def test_run_patch_produces_the_patched_tree(
 )
 def test_run_patch_failures(tmp_path: Path, release: Release, failure: str, match: str) -> None:
     bad = make_demo_inputs(tmp_path / "in", failure=failure)  # type: ignore[arg-type]
-    args = patch_args("vgpu-kvm", False, False, [], release)
+    args = patch_args("vgpu-kvm", False, False, [])
     log = tmp_path / "build.log"
     with pytest.raises(PatcherError, match=match) as err:
-        run_patch(bad.patcher_dir, _runs(bad), "vgpu-kvm", args, tmp_path / "work", log)
+        run_patch(
+            bad.patcher_dir,
+            _runs(bad),
+            "vgpu-kvm",
+            args,
+            tmp_path / "work",
+            log,
+            _contract(bad.patcher_dir),
+        )
     assert str(log) in (err.value.hint or "")
     assert log.stat().st_size > 0
 
@@ -278,15 +300,23 @@ def test_rej_file_alone_is_a_failure(tmp_path: Path, demo: DemoInputs, release: 
     shutil.copytree(demo.patcher_dir, patcher)
     with (patcher / "patch.sh").open("a") as f:
         f.write('touch "${TARGET}/kernel/quiet.c.rej"\n')
-    args = patch_args("vgpu-kvm", False, False, [], release)
+    args = patch_args("vgpu-kvm", False, False, [])
     with pytest.raises(PatcherError, match=r"left rejected hunks: .*quiet\.c\.rej"):
-        run_patch(patcher, _runs(demo), "vgpu-kvm", args, tmp_path / "w", tmp_path / "log")
+        run_patch(
+            patcher,
+            _runs(demo),
+            "vgpu-kvm",
+            args,
+            tmp_path / "w",
+            tmp_path / "log",
+            _contract(patcher),
+        )
 
 
 def _path_without(tmp_path: Path, *missing: str) -> str:
     """A PATH folder of symlinks to every program on PATH except ``missing``."""
     folder = tmp_path / "bin"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for directory in os.environ["PATH"].split(os.pathsep):
         if not os.path.isdir(directory):
             continue
@@ -300,16 +330,30 @@ def _path_without(tmp_path: Path, *missing: str) -> str:
 def test_missing_tools_are_named_up_front(
     tmp_path: Path, demo: DemoInputs, release: Release
 ) -> None:
-    path = _path_without(tmp_path, "awk", "gawk", "patch")
-    args = patch_args("vgpu-kvm", False, False, ["--repack"], release)
+    path = _path_without(tmp_path, "awk", "gawk", "patch", "gcc", "makecert", "which")
+    args = patch_args("vgpu-kvm", False, False, ["--repack"])
+    contract = _contract(demo.patcher_dir)
     with pytest.raises(ToolMissingError) as err:
         run_patch(
-            demo.patcher_dir, _runs(demo), "vgpu-kvm", args, tmp_path / "w", tmp_path / "l", path
-        )
+            demo.patcher_dir, _runs(demo), "vgpu-kvm", args, tmp_path / "w", tmp_path / "l",
+            contract, path,
+        )  # fmt: skip
     assert "awk (gawk)" in err.value.message and "patch (GNU patch)" in err.value.message
+    assert "branch demo" in err.value.message
     assert not (tmp_path / "w").exists()
     with pytest.raises(ToolMissingError, match="7z"):
-        check_tools("wsys", ["wsys"], search_path=path)
+        check_tools(contract, "wsys", ["wsys"], search_path=path)
+    with_awk = _path_without(tmp_path / "2", "gcc", "makecert", "which")
+    check_tools(contract, "vgpu-kvm", args, search_path=with_awk)  # none of them needed
+    for option, tool in (
+        ("--spoof-devid", "gcc (gcc)"),
+        ("--create-cert", "makecert (mono-devel)"),
+    ):
+        with pytest.raises(ToolMissingError) as err:
+            check_tools(contract, "vgpu-kvm", [option, "vgpu-kvm"], search_path=with_awk)
+        assert tool in err.value.message and "which (" in err.value.message
+    with pytest.raises(ToolMissingError, match=r"which .*gcc \(gcc\)"):
+        check_tools(contract, "wsys", ["wsys"], search_path=with_awk)
 
 
 def test_patch_sh_gets_a_clean_environment(
@@ -321,8 +365,11 @@ def test_patch_sh_gets_a_clean_environment(
     shutil.copytree(demo.patcher_dir, patcher)
     with (patcher / "patch.sh").open("a") as f:
         f.write('env > "${TARGET}/env.txt"\n')
-    args = patch_args("vgpu-kvm", True, False, [], release)
-    out = run_patch(patcher, _runs(demo), "vgpu-kvm", args, tmp_path / "w", tmp_path / "log")
+    args = patch_args("vgpu-kvm", True, False, [])
+    contract = _contract(patcher)
+    out = run_patch(
+        patcher, _runs(demo), "vgpu-kvm", args, tmp_path / "w", tmp_path / "log", contract
+    )
     env = dict(line.split("=", 1) for line in (out / "env.txt").read_text().splitlines())
     assert "VGPUBUILD_TEST_LEAK" not in env
     assert env["LC_ALL"] == "C"
@@ -330,4 +377,4 @@ def test_patch_sh_gets_a_clean_environment(
     assert env["NIX_BUILD_CORES"] == "3"  # parallelism is the one thing passed through
     allowed = {"PATH", "LC_ALL", "LANG", "HOME", "TMPDIR", "PWD", "OLDPWD", "SHLVL", "_"}
     assert set(env) <= allowed | {"NIX_BUILD_CORES", "MAKEFLAGS", "ZSTD_NBTHREADS"}
-    assert env["PATH"] == check_tools("vgpu-kvm", args)
+    assert env["PATH"] == check_tools(contract, "vgpu-kvm", args)

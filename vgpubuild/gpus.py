@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vgpubuild.catalog import Release
-from vgpubuild.patchsh import KNOWN_OPTIONS
 from vgpubuild.pciids import PciNames
 from vgpubuild.profiles.settings import PciId, parse_pci_id
 from vgpubuild.releasexml import ReleaseXml
@@ -103,7 +102,8 @@ def _branch(series: str) -> PatcherBranch:
     )
     with (data_dir("profiles") / "p2v.toml").open("rb") as f:
         p40 = parse_pci_id(tomllib.load(f)["card"])
-    return PatcherBranch(series, clones, "--remap-p2v" in KNOWN_OPTIONS.get(series, ()), p40)
+    # A branch has --remap-p2v exactly when its list has a line that only runs with it.
+    return PatcherBranch(series, clones, any(c.remap_only for c in clones), p40)
 
 
 # ----------------------------------------------------------------------------- cards

@@ -128,6 +128,11 @@ class Contract:
             return False  # the argument parser, a utility form or another target's branch
         return all(flags.get(name, True) == value for name, value in when.flags)
 
+    def output_name(self, target: str, expectations: Mapping[str, str]) -> str:
+        """The folder ``target`` writes, given the script's GNRL/VGPU/GRID/WSYS lines."""
+        values = {"WSYS": "NVIDIA-Windows-x86_64", **expectations}
+        return _resolve(self.check_target(target).output, values)
+
     def option(self, arg: str) -> Option | None:
         return next((o for o in self.options if fnmatch.fnmatchcase(arg, o.pattern)), None)
 

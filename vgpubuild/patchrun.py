@@ -21,8 +21,9 @@ from pathlib import Path
 
 from vgpubuild import log
 from vgpubuild.errors import PatcherError, UsageError
+from vgpubuild.patchercontract import Contract
 from vgpubuild.patchsh import check_tools, read_expectations
-from vgpubuild.targets import get_target
+from vgpubuild.profiles.replay import snapshot_script
 
 _FAILED_LINE = re.compile(r"FAILED|saving rejects to file|NOT APPLIED")
 
@@ -76,24 +77,30 @@ def run_patch(
     args: Sequence[str],
     work_dir: str | os.PathLike[str],
     log_path: str | os.PathLike[str],
+    contract: Contract,
     search_path: str | None = None,
+    snapshot: Path | None = None,
 ) -> Path:
     """Run ``bash patch.sh ARGS`` (``args`` from :func:`patch_args`, target last) and judge it.
 
     The patcher is copied to ``work_dir/patcher`` with the .run files beside ``patch.sh``,
     which then runs from there, as its README says, with only ``LC_ALL=C``, a checked
-    ``PATH``, and ``HOME``/``TMPDIR`` inside ``work_dir``. Each output line goes to the log
-    and to ``log_path``. Returns the ``<SOURCE>-patched`` folder; raises
-    :class:`PatcherError` on a non-zero exit, failed hunks, ``*.rej`` files, or no output.
+    ``PATH``, and ``HOME``/``TMPDIR`` inside ``work_dir``. With ``snapshot``, the staged
+    script copies its vgpuConfig.xml there at its first built-in vcfgclone line (for
+    :mod:`vgpubuild.profiles.replay`). Each output line goes to the log and to ``log_path``.
+    Returns the ``<SOURCE>-patched`` folder; raises :class:`PatcherError` on a non-zero
+    exit, failed hunks, ``*.rej`` files, or no output.
     """
     patcher_dir, work_dir, log_path = Path(patcher_dir), Path(work_dir), Path(log_path)
     if not args or args[-1] != target:
         raise UsageError("the patch.sh arguments must end with the target", hint="Use patch_args.")
-    path = check_tools(target, args, search_path)
+    path = check_tools(contract, target, args, search_path)
     expectations = read_expectations(patcher_dir / "patch.sh")
     staging = work_dir / "patcher"
     shutil.rmtree(staging, ignore_errors=True)
     _stage(patcher_dir, [Path(r) for r in run_files], staging)
+    if snapshot is not None:
+        snapshot_script(staging / "patch.sh", contract, snapshot)
     env = _clean_env(path, work_dir)
     logger = log.get_logger(stage="patch.sh", target=target)
     logger.info("running patch.sh", args=" ".join(args), cwd=str(staging))
@@ -143,7 +150,7 @@ def run_patch(
         raise PatcherError(
             f"patch.sh {target} left rejected hunks: " + ", ".join(rejects[:5]), hint=where
         )
-    output = staging / get_target(target).output_name(expectations)
+    output = staging / contract.output_name(target, expectations)
     if not output.is_dir():
         raise PatcherError(
             f"patch.sh {target} exited 0 but did not create {output.name}", hint=where

@@ -1,167 +1,134 @@
-"""patch.sh's contract, checked before it runs: options, the tools it calls, its versions.
+"""patch.sh's command line and tools, checked against what the script itself says.
 
 ``patch.sh`` is forgiving in ways a reproducible build cannot be: an unknown option is only
 printed, a missing tool fails halfway through, and a version mismatch shows up as "package
-not found" after minutes of work. So the command line is built and checked here (option
-names for the patcher's branch, mapped from the NixOS options as vgpu4nixos maps them), every
-external program is found first, and the GNRL/VGPU/GRID lines at the top of patch.sh must
-name the release's drivers.
+not found" after minutes of work. So the command line is mapped from the NixOS options as
+vgpu4nixos maps them and checked against the contract read from the very ``patch.sh``
+that will run (:mod:`vgpubuild.patchercontract`: its targets, options, remap-p2v and
+tools, naming its branch in every refusal), every program it calls is found first, and the
+GNRL/VGPU/GRID lines at its top must name the release's drivers.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from vgpubuild import log
 from vgpubuild.catalog import Release
 from vgpubuild.errors import PatcherError, ToolMissingError, UsageError
-from vgpubuild.patchertree import require_patcher
-from vgpubuild.targets import get_target
+from vgpubuild.patchercontract import Contract
 
 GPL_FLAGS = ("--enable-nvidia-gpl-for-experimenting", "--force-nvidia-gpl-I-know-it-is-wrong")
 """Added unless ``doNotForceGPLLicense`` (vgpu4nixos's default is to add them)."""
-
-_COMMON_OPTIONS = frozenset(
-    {
-        "--no-klogtrace",
-        "--no-libs-patch",
-        "--no-testsign",
-        "--create-cert",
-        "--spoof-devid",
-        "--repack",
-        "--force-nvidia-gpl-I-know-it-is-wrong",
-        "--enable-nvidia-gpl-for-experimenting",
-        "--test-dmabuf-export",
-        "--envy-probes",
-    }
-)
-KNOWN_OPTIONS: dict[str, frozenset[str]] = {
-    "535": _COMMON_OPTIONS,
-    "550": _COMMON_OPTIONS | {"--nvoss", "--nvoss-debug", "--remap-p2v"},
-}
-"""Options ``patch.sh`` understands, by driver series (the host driver's major version)."""
 
 _LINUX = "NVIDIA-Linux-x86_64-"
 _EXPECT_LINE = re.compile(r'^(GNRL|VGPU|GRID|WSYS)=["\']?([^"\'\s]+)["\']?\s*(?:#.*)?$')
 _EXPECT_SCAN_LINES = 100
 
-_BASE_TOOLS: tuple[tuple[str, str], ...] = (
-    ("bash", "bash"),
-    ("sh", "dash or bash"),
-    *((tool, "coreutils") for tool in ("cat", "chmod", "cp", "dirname", "head", "ls", "mkdir")),
-    *((tool, "coreutils") for tool in ("mv", "rm", "sha256sum", "sort", "tail", "tr", "wc")),
-    ("find", "findutils"),
-    ("grep", "grep"),
-    ("sed", "sed"),
-    ("awk", "gawk"),
-    ("patch", "GNU patch"),
-    ("tar", "tar"),
-    ("xz", "xz-utils"),
-    ("gzip", "gzip"),
-    ("patchelf", "patchelf"),
-)
-_EXTRA_TOOLS: dict[str, tuple[tuple[str, str], ...]] = {
-    "--repack": (("zstd", "zstd"),),
-    "--nvoss": (("gcc", "gcc"), ("make", "make")),
-    "--nvoss-debug": (("gcc", "gcc"), ("make", "make")),
+PACKAGES: dict[str, str] = {
+    "sh": "dash or bash",
+    "awk": "gawk",
+    "patch": "GNU patch",
+    "xz": "xz-utils",
+    "find": "findutils",
+    "7z": "p7zip-full",
+    "msexpand": "mscompress",
+    "makecert": "mono-devel",
+    "which": "which (debianutils)",
+    "od": "coreutils",
+    "dd": "coreutils",
 }
-_WSYS_TOOLS: tuple[tuple[str, str], ...] = (
-    ("7z", "p7zip-full"),
-    ("msexpand", "mscompress"),
-    ("mono", "mono-runtime"),
-    ("osslsigncode", "osslsigncode"),
+"""Where a program comes from, for the hint (coreutils for the rest of the usual ones)."""
+_COREUTILS = frozenset(
+    [
+        "basename",
+        "cat",
+        "chmod",
+        "cp",
+        "dirname",
+        "head",
+        "ls",
+        "mkdir",
+        "mv",
+        "nproc",
+        "rm",
+        "sha256sum",
+        "sort",
+        "stat",
+        "tail",
+        "tr",
+        "wc",
+    ]
 )
-
-
-def _series(release: Release) -> str:
-    return release.host_version.split(".", 1)[0]
-
-
-def validate_options(options: Iterable[str], series: str) -> None:
-    """Refuse any option ``patch.sh`` of driver series ``series`` does not know.
-
-    patch.sh itself only prints ``Unknown option X`` and carries on, building something
-    other than what was asked for; this stops before it runs.
-    """
-    known = KNOWN_OPTIONS.get(series)
-    if known is None:
-        newest = max(KNOWN_OPTIONS, key=int)
-        log.get_logger(stage="patcher").warning(
-            "unknown driver series; checking options against the newest known",
-            series=series,
-            using=newest,
-        )
-        known = KNOWN_OPTIONS[newest]
-    for option in options:
-        if not option.startswith("--"):
-            raise UsageError(
-                f"extra patcher option {option!r} does not start with '--'",
-                hint="patch.sh would take it as the target; give the target with --target.",
-            )
-        if option not in known:
-            near = difflib.get_close_matches(option, sorted(known), n=1)
-            hint = f"Did you mean {near[0]!r}? " if near else ""
-            raise UsageError(
-                f"patch.sh of the {series}.x series does not know the option {option!r}",
-                hint=hint + "Known: " + " ".join(sorted(known)) + ".",
-            )
+ALWAYS = ("bash", "patch")
+"""What vgpubuild itself needs around patch.sh: bash to run it, GNU patch for patch series."""
 
 
 def patch_args(
-    target: str,
-    do_not_force_gpl: bool,
-    remap_p2v: bool,
-    extra: Sequence[str],
-    release: Release,
+    target: str, do_not_force_gpl: bool, remap_p2v: bool, extra: Sequence[str]
 ) -> list[str]:
-    """The ``patch.sh`` command line after ``patch.sh``, mapped as vgpu4nixos maps it."""
-    require_patcher(release)
-    checked = get_target(target)
+    """The ``patch.sh`` command line after ``patch.sh``, mapped as vgpu4nixos maps it.
+
+    vgpu4nixos's mapping only; :func:`check_args` checks it against the script.
+    """
     args: list[str] = [] if do_not_force_gpl else list(GPL_FLAGS)
-    if remap_p2v:
-        if release.grid_series != "17":
-            raise UsageError(
-                f"--remap-p2v works only on 17.x releases, not on {release.version}",
-                hint="Drop --remap-p2v (remapP40ProfilesToV100D) or pick a 17.x release.",
-            )
-        args.append("--remap-p2v")
-    validate_options(extra, _series(release))
-    args.extend(extra)
-    args.append(checked.value)
+    args += ["--remap-p2v"] if remap_p2v else []
+    args += list(extra)
+    args.append(str(target))
     return args
+
+
+def check_args(contract: Contract, args: Sequence[str], clones: bool) -> None:
+    """Refuse a target, option, remap-p2v or clone the contract's patch.sh does not support.
+
+    patch.sh itself only prints ``Unknown option X`` and carries on (and 535's ``vgpu*)``
+    builds plain vgpu-kvm for ``vgpu-kvm-merge``): this stops before it runs.
+    """
+    if not args:
+        raise UsageError("the patch.sh arguments must end with the target", hint="Use patch_args.")
+    *options, target = args
+    contract.check_target(target)
+    if "--remap-p2v" in options:
+        contract.check_remap()
+    contract.check_options(options)
+    if clones:
+        contract.check_clones(target)
 
 
 # -------------------------------------------------------------------------- tools
 
 
-def check_tools(target: str, args: Sequence[str] = (), search_path: str | None = None) -> str:
+def _package(tool: str) -> str:
+    return PACKAGES.get(tool, "coreutils" if tool in _COREUTILS else tool)
+
+
+def check_tools(
+    contract: Contract, target: str, args: Sequence[str] = (), search_path: str | None = None
+) -> str:
     """Find every program ``patch.sh`` will call for ``target`` and ``args``; return a PATH.
 
-    The PATH returned holds only the folders where those programs were found, so the run
-    sees no stray user tools. Every missing program is named at once.
+    The programs are read from the script (:meth:`Contract.needed_tools`). The PATH returned
+    holds only the folders where they were found, so the run sees no stray user tools.
+    Every missing program is named at once.
     """
     search = os.environ.get("PATH", os.defpath) if search_path is None else search_path
-    needed = list(_WSYS_TOOLS if target == "wsys" else ())
-    needed += _BASE_TOOLS
-    for option in args:
-        needed += _EXTRA_TOOLS.get(option, ())
+    needed = list(dict.fromkeys([*ALWAYS, *contract.needed_tools(target, args)]))
     folders: list[str] = []
-    missing: dict[str, str] = {}
-    for tool, package in needed:
+    missing: list[str] = []
+    for tool in needed:
         found = shutil.which(tool, path=search)
         if found is None:
-            missing[tool] = package
+            missing.append(tool)
         elif (folder := os.path.dirname(found)) not in folders:
             folders.append(folder)
     if missing:
-        names = ", ".join(f"{tool} ({package})" for tool, package in missing.items())
+        names = ", ".join(f"{tool} ({_package(tool)})" for tool in missing)
         raise ToolMissingError(
-            f"patch.sh needs programs that are not on PATH: {names}",
+            f"patch.sh of branch {contract.branch} needs programs that are not on PATH for "
+            f"{' '.join(args) or target}: {names}",
             hint="Install them (the package is in brackets) and run again.",
         )
     return os.pathsep.join(folders)

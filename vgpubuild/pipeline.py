@@ -6,11 +6,12 @@
     -> build key -> cached artifact? done                                   (artifactcache.py)
     -> the inputs only this machine has (the zip), offline: all of them     (sources.py)
     -> patcher (verified tree) -> its GNRL/VGPU/GRID lines vs the release   (patchertree.py)
-    -> patch.sh's options and tools checked                                 (patchsh.py)
+    -> patch.sh's contract read; target, options, tools checked against it (patchsh.py)
     -> inputs (obtained verified) -> only the needed zip members -> .run checks
     -> override ids vs the host .run's own vgpuConfig.xml                   (releasexml.py)
     -> patch.sh run and judged                                              (patchrun.py)
-    -> vgpuConfig.xml edits (profiles/) -> project patches/ + --patch files  (patchseries.py)
+    -> its clone list replayed and checked; user clones first, then it; overrides (profiles/)
+    -> project patches/ + --patch files                                      (patchseries.py)
     -> artifact (deterministic, manifest, NAR hash, store path) renamed into --out
 
 All scratch work happens in a hidden folder inside ``--out`` (:mod:`vgpubuild.outfolder`).
@@ -21,6 +22,7 @@ was.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
@@ -32,20 +34,23 @@ from vgpubuild.artifactcache import ArtifactCache
 from vgpubuild.atomic import atomic_dir
 from vgpubuild.cache import Cache
 from vgpubuild.config import BuildConfig
-from vgpubuild.errors import XmlConfigError
+from vgpubuild.errors import PatcherError, XmlConfigError
 from vgpubuild.fetch import FetchOptions
 from vgpubuild.nixhash import hash_file
 from vgpubuild.outfolder import check_dest, move_run, prepare_out, sigint_deferred, work_dir
+from vgpubuild.patchercontract import Contract, read_contract
 from vgpubuild.patchertree import fetch_patcher, require_cached_offline
 from vgpubuild.patchrun import run_patch
 from vgpubuild.patchseries import apply_patches
-from vgpubuild.patchsh import check_expectations
+from vgpubuild.patchsh import check_args, check_expectations, check_tools
 from vgpubuild.plan import BuildPlan, resolve
-from vgpubuild.profiles.edits import apply_build_edits
+from vgpubuild.profiles.overrides import apply_overrides
 from vgpubuild.profiles.remap import remap_p2v_profiles
+from vgpubuild.profiles.replay import builtin_steps, check_builtin, replay
 from vgpubuild.runfile import check_run
 from vgpubuild.sources import obtain, require_on_hand
 from vgpubuild.unpack import extract_members, zip_members
+from vgpubuild.vgpuconfig.model import VgpuConfig
 
 
 def build(
@@ -122,7 +127,12 @@ def _build(
     # Then the patcher: it is small, and a wrong one should stop us before 500 MB move.
     pdir = plan.patcher_tree or fetch_patcher(plan.patcher, cache, fetch_options)
     expectations = check_expectations(pdir / "patch.sh", release)
-    name = plan.target.output_name(expectations)
+    contract = read_contract(
+        pdir / "patch.sh", plan.patcher.branch if plan.patcher_verified else None
+    )
+    check_args(contract, plan.patch_sh_args, clones=bool(plan.clones))
+    search_path = check_tools(contract, plan.target, plan.patch_sh_args)
+    name = contract.output_name(plan.target, expectations)
     dest = out / name
     replace_old = check_dest(dest)
 
@@ -132,6 +142,8 @@ def _build(
     _check_override_ids(plan, run_files)
 
     log_path = cache.root / "logs" / f"{plan.key[:16]}-{plan.target}.log"
+    snapshot = work / "vgpuConfig.before-clones.xml"
+    instrument = plan.target.has_vgpuconfig and any(s.kind == "clone" for s in contract.steps)
     tree = run_patch(
         pdir,
         run_files,
@@ -139,10 +151,12 @@ def _build(
         plan.patch_sh_args,
         work / "run",
         log_path,
-        search_path=plan.search_path,
+        contract,
+        search_path=search_path,
+        snapshot=snapshot if instrument else None,
     )
-    changes = _edit_vgpuconfig(plan, tree)
-    apply_patches(plan.patches, tree, plan.search_path)
+    changes = _edit_vgpuconfig(plan, tree, contract, snapshot)
+    apply_patches(plan.patches, tree, search_path)
 
     manifest = plan.manifest(input_records, changes)
     artifacts = ArtifactCache(cache)
@@ -215,8 +229,15 @@ def _link(src: Path, dest: Path) -> Path:
     return dest
 
 
-def _edit_vgpuconfig(plan: BuildPlan, tree: Path) -> list[str]:
-    if not plan.edits_vgpuconfig:
+def _edit_vgpuconfig(plan: BuildPlan, tree: Path, contract: Contract, snapshot: Path) -> list[str]:
+    """Check patch.sh's clone list against vgpubuild's model, then make the user's edits.
+
+    From the copy patch.sh made at its first built-in vcfgclone line: the built-in steps
+    replayed must give what it wrote (every build); the user's clones then go first and the
+    built-in steps after them, as vgpu4nixos orders them, and the overrides last. Without
+    user edits patch.sh's file is left as it wrote it.
+    """
+    if not plan.target.has_vgpuconfig:
         return []
     xml = tree / "vgpuConfig.xml"
     if not xml.is_file():
@@ -224,14 +245,27 @@ def _edit_vgpuconfig(plan: BuildPlan, tree: Path) -> list[str]:
             f"the patched tree {tree.name} has no vgpuConfig.xml to apply overrides to",
             hint="Profile overrides and copied profiles apply to host targets only.",
         )
-    # remapP40ProfilesToV100D went to patch.sh as --remap-p2v, as vgpu4nixos does.
-    return apply_build_edits(
-        xml,
-        overrides=plan.overrides,
-        clones=plan.clones,
-        remap_p2v=False,
-        shown=f"the patched {tree.name}/vgpuConfig.xml",  # the work folder will be gone
-    )
+    target, args = str(plan.target), plan.patch_sh_args[:-1]
+    written = VgpuConfig.load(xml)
+    if snapshot.is_file():
+        base = snapshot.read_bytes()
+        check_builtin(VgpuConfig.parse(base, str(snapshot)), written, contract, target, args)
+    elif contract.steps and builtin_steps(contract, target, args):
+        raise PatcherError(
+            f"patch.sh of branch {contract.branch} ran its vgpuConfig.xml steps without "
+            "passing its first vcfgclone line, so its clone list cannot be checked",
+            hint="Report this patcher branch; vgpubuild cannot place copied profiles in it.",
+        )
+    else:
+        base = written.original_bytes()
+        contract = dataclasses.replace(contract, steps=())
+    if not plan.edits_vgpuconfig:
+        return []
+    final = VgpuConfig.parse(base, f"the patched {tree.name}/vgpuConfig.xml")  # work goes
+    changes = replay(final, contract, target, args, plan.clones)
+    changes += apply_overrides(final, plan.overrides)
+    final.save(xml)
+    return changes
 
 
 def _check_override_ids(plan: BuildPlan, run_files: list[Path]) -> None:

@@ -31,7 +31,7 @@ from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash
 from vgpubuild.patchertree import require_patcher, stage_patcher
 from vgpubuild.patchseries import PatchRef, project_patches, user_patch
-from vgpubuild.patchsh import check_tools, patch_args
+from vgpubuild.patchsh import patch_args
 from vgpubuild.profiles.settings import CloneMap, OverrideMap
 from vgpubuild.sources import InputSpec, driver_sources
 from vgpubuild.targets import Target, choose_target
@@ -64,8 +64,6 @@ class BuildPlan:
     """``profileOverrides``, parsed."""
     patches: tuple[PatchRef, ...]
     """The project's series, then the user's patches, in the order they are applied."""
-    search_path: str = field(default="", metadata=_LOCATION)
-    """PATH holding exactly the tools patch.sh needs (where they are, not what they do)."""
     patcher_tree: Path | None = field(default=None, metadata=_LOCATION)
     """The checked ``--patcher DIR`` tree; None means the pinned rev is fetched."""
 
@@ -160,10 +158,12 @@ def resolve(
     target = choose_target(config.guest, config.merged, config.target)
     info = require_patcher(release)
     opts = config.options
-    args = patch_args(
-        target, opts.doNotForceGPLLicense, opts.remapP40ProfilesToV100D, opts.extra, release
-    )
-    search_path = check_tools(target, args)
+    args = patch_args(target, opts.doNotForceGPLLicense, opts.remapP40ProfilesToV100D, opts.extra)
+    if any(not option.startswith("--") for option in opts.extra):
+        raise UsageError(
+            f"extra patcher options must start with '--': {list(opts.extra)}",
+            hint="patch.sh would take it as the target; give the target with --target.",
+        )
     if (config.overrides or config.clones) and not target.has_vgpuconfig:
         raise UsageError(
             f"profile overrides and copied profiles need a host driver, but target {target!r} "
@@ -194,7 +194,6 @@ def resolve(
         clones=config.clones,
         overrides=config.overrides,
         patches=tuple(patches),
-        search_path=search_path,
         patcher_tree=staged,
     )
 

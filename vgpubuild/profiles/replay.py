@@ -87,15 +87,18 @@ def replay(
     args: Sequence[str],
     user: Sequence[tuple[PciId, PciId]] = (),
 ) -> list[str]:
-    """Apply the user's ``(new, source)`` clones, then the built-in steps, to ``config``."""
+    """Apply the user's ``(new, source)`` clones, then the built-in steps, to ``config``.
+
+    Returns the changes the user's clones made (the built-in ones are patch.sh's own).
+    """
     changes = copy_profiles(config, list(user), contract.clone_disables)
     for step in builtin_steps(contract, target, args):
         if step.kind == "remap":
-            changes += remap_p2v_profiles(config)
+            remap_p2v_profiles(config)
             continue
         src = parse_pci_id(f"{step.ids[0]}:{step.ids[1]}", error=PatcherError)
         dst = parse_pci_id(f"{step.ids[2]}:{step.ids[3]}", error=PatcherError)
-        changes += clone_builtin(config, src, dst, contract.clone_disables)
+        clone_builtin(config, src, dst, contract.clone_disables)
     return changes
 
 
