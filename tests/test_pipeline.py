@@ -357,13 +357,8 @@ def test_zip_without_host_drivers(demo: DemoInputs, tmp_path: Path) -> None:
     ("args", "code", "message"),
     [
         (["--release", "16.8"], 9, "release 16.8 has no vGPU-Unlock-patcher support"),
-        (["--release", "16.2", "--remap-p2v"], 2, "--remap-p2v works only on 17.x releases"),
         (["--release", "17.3", "--target", "vgpu_kvm"], 2, "unknown target 'vgpu_kvm'"),
-        (
-            ["--release", "17.3", "--extra", "--frobnicate"],
-            2,
-            "does not know the option '--frobnicate'",
-        ),
+        (["--release", "17.3", "--extra", "frobnicate"], 2, "must start with '--'"),
         (["--release", "17.9"], 2, "unknown release '17.9'"),
     ],
 )
@@ -468,7 +463,7 @@ def test_missing_tool(demo: DemoInputs, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result, _ = patch(demo, tmp_path, env={"PATH": str(bin_dir)}, out=out)
     assert result.exit_code == 10, result.stderr
-    assert "patch (GNU patch)" in result.stderr and "patchelf (patchelf)" in result.stderr
+    assert "patch (GNU patch)" in result.stderr and "tar (tar)" in result.stderr
     assert "sed" not in result.stderr.split("PATH:")[1].split(".")[0]
     assert_untouched(out, None)
 

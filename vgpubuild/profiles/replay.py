@@ -108,13 +108,14 @@ def replay(
 def _canonical(el: Any) -> tuple[Any, ...]:
     """An element as numbers where its values are numbers (hex case and width do not count)."""
 
-    def value(text: str | None) -> int | str:
-        text = (text or "").strip()
-        return int(text, 16) if re.fullmatch(r"0[xX][0-9A-Fa-f]+", text) else text
-
-    attrs = tuple(sorted((k, value(v)) for k, v in el.attrib.items()))
+    attrs = tuple(sorted((k, _canonical_value(v)) for k, v in el.attrib.items()))
     children = tuple(_canonical(c) for c in el if isinstance(c.tag, str))
-    return (el.tag, attrs, value(el.text), children)
+    return (el.tag, attrs, _canonical_value(el.text), children)
+
+
+def _canonical_value(text: str | None) -> int | str:
+    text = (text or "").strip()
+    return int(text, 16) if re.fullmatch(r"0[xX][0-9A-Fa-f]+", text) else text
 
 
 def _describe(el: Any) -> str:
@@ -127,6 +128,17 @@ def _describe(el: Any) -> str:
            ("deviceId", "subsystemId", "subsystemVendorId")]  # fmt: skip
     device, sub, vendor = (f"{n:04X}" if n is not None else "?" for n in ids)
     return f"{device}:{sub} (vendor 0x{vendor}, {len(el.findall('supportedVgpu'))} profiles)"
+
+
+def _field(ours: Any, theirs: Any) -> str:
+    """The first attribute or element in which two entries differ, both values shown."""
+    for mine, other in zip(ours.iter(), theirs.iter(), strict=False):
+        for name in sorted(set(mine.attrib) | set(other.attrib)):
+            if _canonical_value(mine.get(name)) != _canonical_value(other.get(name)):
+                return f"; {mine.tag}@{name}: {other.get(name)!r} instead of {mine.get(name)!r}"
+        if mine.tag != other.tag or _canonical_value(mine.text) != _canonical_value(other.text):
+            return f"; <{other.tag}> {(other.text or '').strip()!r} instead of <{mine.tag}>"
+    return "; a different number of child elements"
 
 
 def first_difference(expected: VgpuConfig, written: VgpuConfig) -> str | None:
@@ -142,9 +154,10 @@ def first_difference(expected: VgpuConfig, written: VgpuConfig) -> str | None:
             a = ours[n] if n < len(ours) else None
             b = theirs[n] if n < len(theirs) else None
             if a is None or b is None or _canonical(a) != _canonical(b):
+                detail = "" if a is None or b is None else _field(a, b)
                 return (
                     f"<{tag}> number {n + 1}: patch.sh wrote {_describe(b)}, "
-                    f"vgpubuild expected {_describe(a)}"
+                    f"vgpubuild expected {_describe(a)}{detail}"
                 )
     return None
 
