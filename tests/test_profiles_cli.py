@@ -299,3 +299,59 @@ def test_apply_with_remap_p2v_runs_it_first(xml: Path, tmp_path: Path) -> None:
     changes = json.loads(r.stdout)["changes"]
     assert changes[0].startswith("nvidia-11: GRID P40-1Q -> GRID V40-1Q")
     assert changes[-1] == "pgpu 1BB3:0000: cloned from 1B38:0000 (32 profiles)"
+
+
+@pytest.fixture(scope="module")
+def stand_in_535(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vgpubuild.demo import make_demo_inputs
+
+    return make_demo_inputs(tmp_path_factory.mktemp("p535"), shape="535").patcher_dir
+
+
+def _vendors(xml: Path, device: int) -> list[int]:
+    return [p.subsystem_vendor_id for p in VgpuConfig.load(xml).pgpus if p.device_id == device]
+
+
+def test_clone_rule_comes_from_the_chosen_patcher(
+    xml: Path, tmp_path: Path, stand_in_535: Path
+) -> None:
+    """Onto a card the file has: the 550.90 rule (default) disables it, 535's keeps it."""
+    newest, old = tmp_path / "newest.xml", tmp_path / "535.xml"
+    r = run_cli("profiles", "clone", "1E30:12BA=1B38:0", "--xml", str(xml), "-o", str(newest))
+    assert r.exit_code == 0, r.stderr
+    assert sorted(_vendors(newest, 0x1E30)) == [0x10DE, 0x9999]
+    r = run_cli(
+        "profiles", "clone", "1E30:12BA=1B38:0", "--patcher", str(stand_in_535),
+        "--xml", str(xml), "-o", str(old),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert _vendors(old, 0x1E30) == [0x10DE, 0x10DE]
+
+
+def test_apply_checks_remap_against_the_patcher(
+    xml: Path, tmp_path: Path, stand_in_535: Path
+) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[patcher.copyVGPUProfiles]\n"1BB3:0000" = "1B38:0000"\n')
+    r = run_cli(
+        "profiles", "apply", str(toml), "--remap-p2v", "--patcher", str(stand_in_535),
+        "--xml", str(xml), "--dry-run",
+    )  # fmt: skip
+    assert r.exit_code == 2 and "has no --remap-p2v" in r.stderr
+
+
+def test_release_and_patcher_rules(xml: Path, stand_in_535: Path) -> None:
+    both = ["--release", "17.3", "--patcher", str(stand_in_535)]
+    r = run_cli("profiles", "clone", "1E07:0000=1E30:12BA", *both, "--xml", str(xml), "--dry-run")
+    assert r.exit_code == 2 and "give one" in r.stderr
+    r = run_cli(
+        "profiles",
+        "clone",
+        "1E07:0000=1E30:12BA",
+        "--release",
+        "16.8",
+        "--xml",
+        str(xml),
+        "--dry-run",
+    )
+    assert r.exit_code == 9 and "no vGPU-Unlock-patcher support" in r.stderr

@@ -13,15 +13,18 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from vgpubuild import log
 from vgpubuild.cache import Cache
-from vgpubuild.catalog import PatcherInfo, Release
-from vgpubuild.errors import OfflineError, PatcherError
+from vgpubuild.catalog import PatcherInfo, Release, get_release
+from vgpubuild.errors import OfflineError, PatcherError, UsageError
 from vgpubuild.fetch import FetchOptions, download
 from vgpubuild.nixhash import Hash
+from vgpubuild.patchercontract import Contract, read_contract
 from vgpubuild.unpack import extract_tarball
 from vgpubuild.verify import Pinned
+from vgpubuild.vgpuconfig.vocabulary import DISABLED_SUBSYSTEM_VENDOR
 
 _NOT_PINNED = "the tree's NAR hash is not the one the catalog pins"
 
@@ -157,3 +160,48 @@ def fetch_patcher(
             shutil.rmtree(scratch, ignore_errors=True)
     log.get_logger(stage="patcher").info("patcher assembled", rev=info.rev, path=str(final))
     return final
+
+
+def patcher_contract(
+    release: str | None,
+    patcher_dir: Path | None,
+    cache: Cache,
+    options: FetchOptions,
+    releases: dict[str, Any] | None = None,
+) -> Contract | None:
+    """The contract of ``--patcher DIR`` or of ``--release X``'s catalog patcher.
+
+    The release's patcher comes from the cache (fetched and verified the first time, as a
+    build does). None when neither is given: the caller uses the newest branches' rules.
+    """
+    if patcher_dir is not None and release is not None:
+        raise UsageError(
+            "--release and --patcher both choose the clone rules; give one",
+            hint="--patcher DIR reads them from that patch.sh, --release X from X's patcher.",
+        )
+    if patcher_dir is not None:
+        return read_contract(Path(patcher_dir) / "patch.sh")
+    if release is None:
+        return None
+    info = require_patcher(get_release(release, extra=releases))
+    return read_contract(fetch_patcher(info, cache, options) / "patch.sh", info.branch)
+
+
+def clone_rule(
+    release: str | None,
+    patcher_dir: Path | None,
+    *,
+    remap: bool = False,
+    releases: dict[str, Any] | None = None,
+) -> int | None:
+    """The vendor id the chosen patch.sh's vcfgclone disables an existing card with (None:
+    it only copies); the newest branches' 0x9999 when none is chosen. ``remap`` checks the
+    branch has ``--remap-p2v``."""
+    contract = patcher_contract(
+        release, patcher_dir, Cache(), FetchOptions(progress=False), releases
+    )
+    if contract is None:
+        return DISABLED_SUBSYSTEM_VENDOR
+    if remap:
+        contract.check_remap()
+    return contract.clone_disables

@@ -34,6 +34,18 @@ ProfileArg = Annotated[
         metavar="PROFILE",
     ),
 ]
+ReleaseRules = Annotated[
+    str | None,
+    typer.Option(
+        "--release",
+        help="Clone as this release's patcher does (its patch.sh read from the vgpubuild cache, "
+        "fetched the first time). Default: the newest branches' rule.",
+    ),
+]
+PatcherRules = Annotated[
+    Path | None,
+    typer.Option("--patcher", help="Clone as the patch.sh in this folder does."),
+]
 
 
 @profiles_app.command("list")
@@ -218,6 +230,24 @@ def _parse_sets(sets: list[str]) -> dict[str, Any]:
     return table
 
 
+def _disable_with(
+    release: str | None, patcher: Path | None, *, remap: bool, config: Any = None
+) -> int | None:
+    """The clone rule of the chosen patch.sh: the vendor id it disables with, or None."""
+    from vgpubuild.cache import Cache
+    from vgpubuild.fetch import FetchOptions
+    from vgpubuild.patchertree import patcher_contract
+    from vgpubuild.vgpuconfig.vocabulary import DISABLED_SUBSYSTEM_VENDOR
+
+    releases = getattr(config, "releases", None)
+    contract = patcher_contract(release, patcher, Cache(), FetchOptions(progress=False), releases)
+    if contract is None:
+        return DISABLED_SUBSYSTEM_VENDOR
+    if remap:
+        contract.check_remap()
+    return contract.clone_disables
+
+
 @profiles_app.command("clone")
 def clone_cmd(
     pairs: Annotated[
@@ -233,6 +263,8 @@ def clone_cmd(
             "--patch", help="Change SRC's ids to NEW in place (VUP's vcfgpatch) instead of copying."
         ),
     ] = False,
+    release: ReleaseRules = None,
+    patcher: PatcherRules = None,
     output: OutputOption = None,
     in_place: InPlaceOption = False,
     dry_run: DryRunOption = False,
@@ -240,11 +272,13 @@ def clone_cmd(
 ) -> None:
     """Give a GPU the profiles of a supported one (vcfgclone; copyVGPUProfiles).
 
-    An existing entry for NEW is disabled first (VUP 550.x); ids are compared as numbers.
+    Ids are compared as numbers. An existing entry for NEW is disabled first on the rule of
+    VUP 550.90 and later (the default); 535.x only copies: choose with --release/--patcher.
 
-    Example: vgpubuild profiles clone 0x1E07:0x0000=0x1E30:0x12BA --xml vgpuConfig.xml --in-place
+    Example: vgpubuild profiles clone 1E07:0000=1DB6:124A --release 16.5 --xml vgpuConfig.xml --dry-run
     """
     from vgpubuild.errors import UsageError
+    from vgpubuild.patchertree import clone_rule
     from vgpubuild.profiles.clones import copy_profiles, vcfgpatch
     from vgpubuild.profiles.settings import parse_clone_map
 
@@ -261,7 +295,7 @@ def clone_cmd(
     if patch:
         changes = [line for new, src in parsed for line in vcfgpatch(config, src, new)]
     else:
-        changes = copy_profiles(config, parsed)
+        changes = copy_profiles(config, parsed, clone_rule(release, patcher))
     dest.finish(config, xml, changes)
 
 
@@ -299,6 +333,8 @@ def apply_cmd(
     remap_p2v: Annotated[
         bool, typer.Option("--remap-p2v", help="Run remap-p2v first (as patch.sh --remap-p2v).")
     ] = False,
+    release: ReleaseRules = None,
+    patcher: PatcherRules = None,
     output: OutputOption = None,
     in_place: InPlaceOption = False,
     dry_run: DryRunOption = False,
@@ -306,9 +342,12 @@ def apply_cmd(
 ) -> None:
     """Apply a build config's copyVGPUProfiles, then its profileOverrides.
 
-    Example: vgpubuild profiles apply vgpubuild.toml --xml vgpuConfig.xml -o vgpuConfig.new.xml
+    The clones follow the rule of --release's or --patcher's patch.sh (default: the newest).
+
+    Example: vgpubuild profiles apply vgpubuild.toml --release 17.3 --xml vgpuConfig.xml -o vgpuConfig.new.xml
     """
     from vgpubuild.config import BuildConfig
+    from vgpubuild.patchertree import clone_rule
     from vgpubuild.profiles.edits import apply_edits
 
     dest = Destination(output, in_place, dry_run, as_json)
@@ -320,6 +359,7 @@ def apply_cmd(
         overrides=build.overrides,
         clones=build.clones,
         remap_p2v=remap_p2v,
+        disable_with=clone_rule(release, patcher, remap=remap_p2v, releases=build.releases),
     )
     dest.finish(config, xml, changes)
 

@@ -14,6 +14,7 @@ from vgpubuild.profiles.overrides import apply_overrides
 from vgpubuild.profiles.remap import remap_p2v_profiles
 from vgpubuild.profiles.settings import CloneMap, ProfileOverride
 from vgpubuild.vgpuconfig.model import VgpuConfig
+from vgpubuild.vgpuconfig.vocabulary import DISABLED_SUBSYSTEM_VENDOR
 
 
 def apply_edits(
@@ -22,12 +23,16 @@ def apply_edits(
     overrides: Mapping[int, ProfileOverride],
     clones: CloneMap,
     remap_p2v: bool = False,
+    disable_with: int | None = DISABLED_SUBSYSTEM_VENDOR,
 ) -> list[str]:
-    """Apply a build's edits to ``config``: remap-p2v, then clones, then overrides."""
+    """Apply edits to ``config``: remap-p2v, then clones, then overrides.
+
+    ``disable_with`` is the patcher branch's clone rule (None: a plain copy, as 535.x).
+    """
     changes: list[str] = []
     if remap_p2v:
         changes += remap_p2v_profiles(config)
-    changes += copy_profiles(config, clones)
+    changes += copy_profiles(config, clones, disable_with)
     changes += apply_overrides(config, overrides)
     return changes
 
