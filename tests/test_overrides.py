@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import xmlgen
 
 from vgpubuild.errors import ConfigError, UsageError, XmlConfigError
-from vgpubuild.profiles.edits import apply_build_edits
+from vgpubuild.profiles.edits import apply_edits
 from vgpubuild.profiles.overrides import apply_overrides
 from vgpubuild.profiles.settings import parse_clone_map, parse_overrides, vram_values
 from vgpubuild.vgpuconfig.model import VgpuConfig
@@ -181,24 +180,22 @@ def test_framebuffer_must_stay_positive() -> None:
         apply({"333": {"xmlConfig": {"framebuffer": "0x0"}}})
 
 
-def test_unknown_id_leaves_the_file_untouched_and_names_closest(tmp_path: Path) -> None:
-    xml = tmp_path / "vgpuConfig.xml"
-    xml.write_bytes(TINY)
+def test_unknown_id_leaves_the_file_untouched_and_names_closest() -> None:
+    config = VgpuConfig.parse(TINY)
     with pytest.raises(XmlConfigError, match="no profile") as err:
-        apply_build_edits(
-            xml,
+        apply_edits(
+            config,
             overrides=parse_overrides({"333": {"heads": 1}, "150": {"heads": 1}}),
             clones=(),
         )
     assert err.value.hint is not None and "123" in err.value.hint
-    assert xml.read_bytes() == TINY
+    assert config.to_bytes() == TINY
 
 
-def test_apply_build_edits_runs_clones_then_overrides_in_place(tmp_path: Path) -> None:
-    xml = tmp_path / "vgpuConfig.xml"
-    xml.write_bytes(TINY)
-    changes = apply_build_edits(
-        xml,
+def test_apply_edits_runs_clones_then_overrides() -> None:
+    config = VgpuConfig.parse(TINY)
+    changes = apply_edits(
+        config,
         overrides=parse_overrides({"333": {"vramAllocation": 3584}}),
         clones=parse_clone_map({"1E07:0000": "1E30:12BA"}),
     )
@@ -208,14 +205,6 @@ def test_apply_build_edits_runs_clones_then_overrides_in_place(tmp_path: Path) -
         "nvidia-333 (GRID RTX6000-4Q): framebuffer 0xec000000 -> 0xCE000000",
         "nvidia-333 (GRID RTX6000-4Q): fbReservation 0x14000000 -> 0x12000000",
     ]
-    config = VgpuConfig.load(xml)
+    config = VgpuConfig.parse(config.to_bytes())
     assert "1E07:0000" in config.profile(333).pgpus
     assert text(config, 333, "profileSize") == "0xE0000000"
-
-
-def test_apply_build_edits_with_nothing_to_do_leaves_the_file_alone(tmp_path: Path) -> None:
-    xml = tmp_path / "vgpuConfig.xml"
-    xml.write_bytes(TINY)
-    before = xml.stat().st_mtime_ns
-    assert apply_build_edits(xml, overrides={}, clones=()) == []
-    assert xml.stat().st_mtime_ns == before

@@ -9,7 +9,6 @@ that down next to vgpubuild's loud behaviour.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from lxml import etree
 
 from vgpubuild.errors import XmlConfigError
 from vgpubuild.profiles.clones import vcfgclone
-from vgpubuild.profiles.edits import apply_build_edits
+from vgpubuild.profiles.edits import apply_edits
 from vgpubuild.profiles.settings import PciId, parse_overrides
 from vgpubuild.vgpuconfig.model import VgpuConfig
 
@@ -39,10 +38,9 @@ def xmlstarlet(xml: Path, overrides: dict[str, Any]) -> bytes:
 
 
 def ours(xml: Path, overrides: dict[str, Any], tmp_path: Path) -> bytes:
-    out = tmp_path / "ours.xml"
-    shutil.copyfile(xml, out)
-    apply_build_edits(out, overrides=parse_overrides(overrides), clones=())
-    return out.read_bytes()
+    config = VgpuConfig.load(xml)
+    apply_edits(config, overrides=parse_overrides(overrides), clones=())
+    return config.to_bytes()
 
 
 CASES: dict[str, dict[str, Any]] = {
