@@ -33,12 +33,11 @@ def test_readme_migration_guide_covers_every_module_option() -> None:
 
     guide = README[README.index("### Migrating from vgpu4nixos") :]
     module_options = [
-        k
-        for k in _leaf_keys(_SCHEMA)
+        k for k in _leaf_keys(_SCHEMA)
         if k.startswith(("patcher.", "driverSource.", "griddUnlock.enable"))
     ]
     override_options = [*OVERRIDE_KEYS, *(f"display.{side}" for side in DISPLAY_KEYS)]
-    module_options += [f'profileOverrides."ID".{k}' for k in override_options]
+    module_options += [f"profileOverrides.\"ID\".{k}" for k in override_options]
     missing = [k for k in module_options if k.split(".")[-1] not in guide]
     assert not missing, f"README migration guide misses {missing}"
 

@@ -166,7 +166,9 @@ def test_zip_location_as_path_or_url() -> None:
     (by_url,) = driver_sources(R, None, guest=False, zip_path="https://me.example/g.zip")
     assert by_url.url == "https://me.example/g.zip" and by_url.name == R.zip_name
     with pytest.raises(UsageError):
-        driver_sources(R, DriverSource(sha256=sha(b"x").sri), guest=False, zip_path="/tmp/grid.zip")
+        driver_sources(
+            R, DriverSource(sha256=sha(b"x").sri), guest=False, zip_path="/tmp/grid.zip"
+        )
 
 
 def test_merged_adds_the_general_driver() -> None:

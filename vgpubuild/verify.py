@@ -70,5 +70,7 @@ def _message(subject: str, expected: Hash, got: Hash, note: str = "") -> str:
     """``hash mismatch in X (note)`` then Nix's ``specified:``/``got:`` lines."""
     detail = f" ({note})" if note else ""
     return (
-        f"hash mismatch in {subject}{detail}\n  specified: {expected.sri}\n  got:       {got.sri}"
+        f"hash mismatch in {subject}{detail}\n"
+        f"  specified: {expected.sri}\n"
+        f"  got:       {got.sri}"
     )
