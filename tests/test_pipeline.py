@@ -464,7 +464,8 @@ def test_missing_tool(demo: DemoInputs, tmp_path: Path) -> None:
     result, _ = patch(demo, tmp_path, env={"PATH": str(bin_dir)}, out=out)
     assert result.exit_code == 10, result.stderr
     assert "patch (GNU patch)" in result.stderr and "tar (tar)" in result.stderr
-    assert "sed" not in result.stderr.split("PATH:")[1].split(".")[0]
+    missing = result.stderr.split("not on PATH for ")[1].split(": ", 1)[1].split(". ")[0]
+    assert "sed (" not in missing and "awk (" not in missing
     assert_untouched(out, None)
 
 
