@@ -1,7 +1,7 @@
 """Benchmark: 50 profile overrides + 20 clones on a 1,000-profile / 200-pGPU vgpuConfig.xml.
 
 vgpubuild (one process: ``vgpubuild profiles apply``, and the library call
-``apply_build_edits`` on its own) against the chain vgpu4nixos/VUP run: one ``sed -i`` per
+``apply_edits`` on its own) against the chain vgpu4nixos/VUP run: one ``sed -i`` per
 vcfgclone (VUP's sed program), then xmlstarlet for the overrides, measured two ways:
 one ``xmlstarlet ed`` per value (the brief's chain) and vgpu4nixos's single ``xmlstarlet
 ed -P`` with every ``-u``. The outputs are checked to parse to equal trees before timing
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import xmlgen  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from vgpubuild.profiles.edits import apply_build_edits  # noqa: E402
+from vgpubuild.profiles.edits import apply_edits  # noqa: E402
 from vgpubuild.profiles.settings import parse_clone_map, parse_overrides  # noqa: E402
 from vgpubuild.vgpuconfig.model import VgpuConfig  # noqa: E402
 
@@ -135,8 +135,9 @@ def main() -> None:
             run(cli)
 
         def ours_lib() -> None:
-            shutil.copyfile(src, lib_out)
-            apply_build_edits(lib_out, overrides=typed_overrides, clones=typed_clones)
+            config = VgpuConfig.load(src)
+            apply_edits(config, overrides=typed_overrides, clones=typed_clones)
+            config.save(lib_out)
 
         def chain(per_value: bool):  # type: ignore[no-untyped-def]
             def go() -> None:
@@ -150,7 +151,7 @@ def main() -> None:
             f"file: {len(data) / 1e6:.1f} MB, 1,000 profiles, 200 pGPUs; "
             f"{len(overrides)} overrides ({values} values), {len(clones)} clones"
         )
-        t_lib = timed("vgpubuild apply_build_edits (library, in process)", ours_lib)
+        t_lib = timed("vgpubuild apply_edits (library, in process)", ours_lib)
         t_cli = timed("vgpubuild profiles apply (whole CLI process)", ours_cli)
         t_one = timed("sed x20 + one xmlstarlet ed -P (vgpu4nixos's command)", chain(False))
         canon = [

@@ -162,7 +162,8 @@ def test_catalog_patcher_hash_is_what_nix_hash_prints(demo: DemoInputs, release:
     out = subprocess.run(
         [nix_hash, "--type", "sha256", str(demo.patcher_dir)],
         capture_output=True,
-        text=True, errors="backslashreplace",
+        text=True,
+        errors="backslashreplace",
         check=True,
     ).stdout.strip()
     assert release.patcher is not None and out == release.patcher.sha256.hex
@@ -254,7 +255,6 @@ def test_run_patch_produces_the_patched_tree(
     out = run_patch(
         demo.patcher_dir,
         _runs(demo),
-        target,
         args,
         tmp_path / "work",
         log,
@@ -284,7 +284,6 @@ def test_run_patch_failures(tmp_path: Path, release: Release, failure: str, matc
         run_patch(
             bad.patcher_dir,
             _runs(bad),
-            "vgpu-kvm",
             args,
             tmp_path / "work",
             log,
@@ -305,7 +304,6 @@ def test_rej_file_alone_is_a_failure(tmp_path: Path, demo: DemoInputs, release: 
         run_patch(
             patcher,
             _runs(demo),
-            "vgpu-kvm",
             args,
             tmp_path / "w",
             tmp_path / "log",
@@ -334,8 +332,7 @@ def test_missing_tools_are_named_up_front(
     args = patch_args("vgpu-kvm", False, False, ["--repack"])
     contract = _contract(demo.patcher_dir)
     with pytest.raises(ToolMissingError) as err:
-        run_patch(
-            demo.patcher_dir, _runs(demo), "vgpu-kvm", args, tmp_path / "w", tmp_path / "l",
+        run_patch(demo.patcher_dir, _runs(demo), args, tmp_path / "w", tmp_path / "l",
             contract, path,
         )  # fmt: skip
     assert "awk (gawk)" in err.value.message and "patch (GNU patch)" in err.value.message
@@ -367,9 +364,7 @@ def test_patch_sh_gets_a_clean_environment(
         f.write('env > "${TARGET}/env.txt"\n')
     args = patch_args("vgpu-kvm", True, False, [])
     contract = _contract(patcher)
-    out = run_patch(
-        patcher, _runs(demo), "vgpu-kvm", args, tmp_path / "w", tmp_path / "log", contract
-    )
+    out = run_patch(patcher, _runs(demo), args, tmp_path / "w", tmp_path / "log", contract)
     env = dict(line.split("=", 1) for line in (out / "env.txt").read_text().splitlines())
     assert "VGPUBUILD_TEST_LEAK" not in env
     assert env["LC_ALL"] == "C"

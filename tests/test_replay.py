@@ -87,13 +87,11 @@ def vgpubuild(
     return final, contract
 
 
-def ids(config: VgpuConfig, device: int) -> list[tuple[int, list[str]]]:
+def ids(config: VgpuConfig, device: int) -> list[tuple[int | None, list[int]]]:
     """(subsystemVendorId, supported profile ids) of every <pgpu> with ``device``."""
     return [
-        (int(el.find("devId").get("subsystemVendorId"), 16), [s.get("vgpuId") for s in el.findall("supportedVgpu")])
-        for el in config.pgpu_elements()
-        if int(el.find("devId").get("deviceId"), 16) == device
-    ]  # fmt: skip
+        (p.subsystem_vendor_id, list(p.supported)) for p in config.pgpus if p.device_id == device
+    ]
 
 
 CASES = [
@@ -127,13 +125,13 @@ def test_1e07_from_v100d_on_550_ends_on_rtx6000_profiles(
     ours, contract = vgpubuild(shapes["550.90"], tmp_path, CASES[0], [])
     assert contract.clone_disables == DISABLED
     # the user's copy (V100D profiles 40, 41) is disabled by the built-in line that follows
-    assert ids(ours, 0x1E07) == [(DISABLED, ["40", "41"]), (0x10DE, ["333", "334", "335"])]
+    assert ids(ours, 0x1E07) == [(DISABLED, [40, 41]), (0x10DE, [333, 334, 335])]
 
 
 def test_1e07_from_v100d_on_535_keeps_both(shapes: dict[str, DemoInputs], tmp_path: Path) -> None:
     ours, contract = vgpubuild(shapes["535"], tmp_path, CASES[0], [])
     assert contract.clone_disables is None
-    assert ids(ours, 0x1E07) == [(0x10DE, ["40", "41"]), (0x10DE, ["333", "334", "335"])]
+    assert ids(ours, 0x1E07) == [(0x10DE, [40, 41]), (0x10DE, [333, 334, 335])]
 
 
 def test_535_clones_from_the_m60_its_patch_adds(
@@ -141,8 +139,8 @@ def test_535_clones_from_the_m60_its_patch_adds(
 ) -> None:
     ours, _ = vgpubuild(shapes["535"], tmp_path, {}, [])
     original = VgpuConfig.load(tmp_path / "snapshot.xml")
-    assert ids(original, 0x13F2) == [(0x10DE, ["11"])]  # added by the stand-in's vcfg patch
-    assert ids(ours, 0x13C0) == [(0x10DE, ["11"])]  # GTX 980 <- M60 (535's list)
+    assert ids(original, 0x13F2) == [(0x10DE, [11])]  # added by the stand-in's vcfg patch
+    assert ids(ours, 0x13C0) == [(0x10DE, [11])]  # GTX 980 <- M60 (535's list)
 
 
 def test_a_model_that_differs_from_patch_sh_is_an_error_naming_the_pgpu(
@@ -168,6 +166,6 @@ def test_vgpu4nixos_misses_a_source_written_differently_and_vgpubuild_does_not(
     table = {"1E30:12BA": "1B38:0000"}
     reference = VgpuConfig.load(vgpu4nixos(shapes["535"], tmp_path, table, []))
     ours, _ = vgpubuild(shapes["535"], tmp_path, table, [])
-    p40_profiles = (0x10DE, ["11", "12", "13"])
+    p40_profiles = (0x10DE, [11, 12, 13])
     assert p40_profiles not in ids(reference, 0x1E30)
     assert p40_profiles in ids(ours, 0x1E30)

@@ -73,7 +73,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def run_patch(
     patcher_dir: str | os.PathLike[str],
     run_files: Sequence[str | os.PathLike[str]],
-    target: str,
     args: Sequence[str],
     work_dir: str | os.PathLike[str],
     log_path: str | os.PathLike[str],
@@ -81,7 +80,7 @@ def run_patch(
     search_path: str | None = None,
     snapshot: Path | None = None,
 ) -> Path:
-    """Run ``bash patch.sh ARGS`` (``args`` from :func:`patch_args`, target last) and judge it.
+    """Run ``bash patch.sh ARGS`` (``args`` from :func:`patch_args`, the target last); judge it.
 
     The patcher is copied to ``work_dir/patcher`` with the .run files beside ``patch.sh``,
     which then runs from there, as its README says, with only ``LC_ALL=C``, a checked
@@ -92,8 +91,9 @@ def run_patch(
     exit, failed hunks, ``*.rej`` files, or no output.
     """
     patcher_dir, work_dir, log_path = Path(patcher_dir), Path(work_dir), Path(log_path)
-    if not args or args[-1] != target:
+    if not args or args[-1].startswith("--"):
         raise UsageError("the patch.sh arguments must end with the target", hint="Use patch_args.")
+    target = args[-1]
     path = check_tools(contract, target, args, search_path)
     expectations = read_expectations(patcher_dir / "patch.sh")
     staging = work_dir / "patcher"

@@ -147,7 +147,6 @@ def _build(
     tree = run_patch(
         pdir,
         run_files,
-        plan.target,
         plan.patch_sh_args,
         work / "run",
         log_path,

@@ -127,6 +127,9 @@ class _Parser:
         self.frames: list[_Frame] = []
         self.seen_target_case = False
 
+    def top(self) -> _Frame | None:
+        return self.frames[-1] if self.frames else None
+
     # the context of the next command
     def when(self, extra: frozenset[tuple[str, bool]] = frozenset()) -> When:
         flags: set[tuple[str, bool]] = set(extra)
@@ -235,108 +238,124 @@ def _pattern(tokens: list[Token], i: int) -> tuple[list[str], int]:
     return patterns, i + 1
 
 
+class _Walker:
+    """The token walk of :func:`scan`: the and-or list being read and what it assumes."""
+
+    def __init__(self, parser: _Parser, toks: list[Token]) -> None:
+        self.parser, self.toks = parser, toks
+        self.words: list[Token] = []
+        self.chain: list[tuple[str, tuple[str, bool] | None]] = []
+        self.lits: set[tuple[str, bool]] = set()
+        self.op_before = ""
+        self.saw_or = False
+
+    def element(self) -> None:
+        """The and-or element in ``words`` is complete."""
+        frozen = frozenset(self.lits)
+        rest = self.parser.keyword(self.words, frozen)
+        literal = _literal([t.text for t in rest]) if rest else None
+        top = self.parser.top()
+        if top and top.kind == "if" and top.state == "cond" and rest:
+            top.cond.append((self.op_before, literal))
+        if rest and literal is None:
+            self.parser.record(rest, frozen)
+        self.chain.append((self.op_before, literal))
+        self.words = []
+
+    def operator(self, op: str) -> None:
+        """``&&``/``||``: what the next element can assume (``A || B && C``: nothing)."""
+        self.element()
+        last = self.chain[-1][1]
+        if op == "&&" and self.saw_or:
+            self.lits.clear()
+        elif op == "&&" and last is not None:
+            self.lits.add(last)
+        elif op == "||":
+            single = last is not None and len(self.chain) == 1
+            self.lits = {(last[0], not last[1])} if single and last else set()
+            self.saw_or = True
+        self.op_before = op
+
+    def end_list(self) -> None:
+        if self.words:
+            self.element()
+        self.chain.clear()
+        self.lits = set()
+        self.op_before, self.saw_or = "", False
+
+    def pattern(self, i: int, top: _Frame) -> int:
+        """A case pattern (or the ``esac``) at ``i``; returns the next index."""
+        tok = self.toks[i]
+        if tok.word and tok.text == "esac":
+            self.parser.frames.pop()
+            return i + 1
+        if not (tok.word or tok.text == "("):
+            return i + 1
+        patterns, after = _pattern(self.toks, i + (tok.text == "("))
+        top.branch += 1
+        top.state = "body"
+        if top.case:
+            script = self.parser.script
+            listing = script.targets if top.case == "target" else script.options
+            listing.append(Branch(tuple(patterns), tok.line))
+        return after
+
+    def function(self, i: int) -> int:
+        """``name() {``: open the function's frame; returns the index after its ``{``."""
+        name = self.words[0].text
+        self.parser.script.functions[name] = self.words[0].line
+        self.parser.frames.append(_Frame("func", name=name))
+        self.words = []
+        i += 2
+        while i < len(self.toks) and self.toks[i].text in ("\n", "{"):
+            i += 1
+            if self.toks[i - 1].text == "{":
+                break
+        return i
+
+    def op(self, op: str, top: _Frame | None) -> None:
+        if op == "(" and not self.words:
+            self.parser.frames.append(_Frame("sub", frozenset(self.lits)))
+        elif op == ")" and top and top.kind == "sub":
+            self.end_list()
+            self.parser.frames.pop()
+        elif op in ("&&", "||"):
+            self.operator(op)
+        elif op == "|":
+            self.element()
+        else:
+            self.end_list()
+            if op == ";;" and top and top.kind == "case":
+                top.state = "pattern"
+
+    def walk(self) -> None:
+        i, toks = 0, self.toks
+        while i < len(toks):
+            tok, top = toks[i], self.parser.top()
+            if top and top.kind == "case" and top.state == "pattern" and not self.words:
+                i = self.pattern(i, top)
+            elif tok.word:
+                if tok.text == "esac" and top and top.kind == "case" and not self.words:
+                    self.parser.frames.pop()
+                else:
+                    self.words.append(tok)
+                i += 1
+            elif (
+                tok.text == "("
+                and len(self.words) == 1
+                and toks[i + 1 : i + 2]
+                and toks[i + 1].text == ")"
+            ):
+                i = self.function(i)
+            else:
+                self.op(tok.text, top)
+                i += 1
+        self.end_list()
+
+
 def scan(text: str, first_line: int = 1) -> Script:
     """Read ``text`` (a bash script) into commands, functions, assignments and its cases."""
     comments: dict[int, str] = {}
-    toks = tokens(text, first_line, comments)
     script = Script()
-    parser = _Parser(script, comments)
-    words: list[Token] = []
-    chain: list[tuple[str, tuple[str, bool] | None]] = []
-    lits: set[tuple[str, bool]] = set()
-    op_before = ""
-    saw_or = False
-
-    def element() -> None:
-        """The and-or element in ``words`` is complete."""
-        nonlocal words
-        frozen = frozenset(lits)
-        rest = parser.keyword(words, frozen)
-        literal = _literal([t.text for t in rest]) if rest else None
-        top = parser.frames[-1] if parser.frames else None
-        if top and top.kind == "if" and top.state == "cond" and rest:
-            top.cond.append((op_before, literal))
-        if rest and literal is None:
-            parser.record(rest, frozen)
-        chain.append((op_before, literal))
-        words = []
-
-    def operator(op: str) -> None:
-        """``&&``/``||``: what the next element can assume (``A || B && C``: nothing)."""
-        nonlocal op_before, saw_or
-        element()
-        last = chain[-1][1]
-        if op == "&&" and saw_or:
-            lits.clear()
-        elif op == "&&" and last is not None:
-            lits.add(last)
-        elif op == "||":
-            negated = {(last[0], not last[1])} if last is not None and len(chain) == 1 else set()
-            lits.clear()
-            lits.update(negated)
-            saw_or = True
-        op_before = op
-
-    def end_list() -> None:
-        nonlocal op_before, saw_or
-        if words:
-            element()
-        chain.clear()
-        lits.clear()
-        op_before, saw_or = "", False
-
-    i = 0
-    while i < len(toks):
-        tok = toks[i]
-        top = parser.frames[-1] if parser.frames else None
-        if top and top.kind == "case" and top.state == "pattern" and not words:
-            if tok.word and tok.text == "esac":
-                parser.frames.pop()
-                i += 1
-            elif tok.word or tok.text == "(":
-                patterns, i = _pattern(toks, i + (tok.text == "("))
-                top.branch += 1
-                top.state = "body"
-                if top.case:
-                    listing = script.targets if top.case == "target" else script.options
-                    listing.append(Branch(tuple(patterns), tok.line))
-            else:
-                i += 1
-            continue
-        if tok.word:
-            if tok.text == "esac" and top and top.kind == "case" and not words:
-                parser.frames.pop()
-            else:
-                words.append(tok)
-            i += 1
-            continue
-        op = tok.text
-        if op == "(" and len(words) == 1 and i + 1 < len(toks) and toks[i + 1].text == ")":
-            name = words[0].text
-            script.functions[name] = words[0].line
-            parser.frames.append(_Frame("func", name=name))
-            words = []
-            i += 2
-            while i < len(toks) and toks[i].text in ("\n", "{"):
-                i += 1
-                if toks[i - 1].text == "{":
-                    break
-            continue
-        if op == "(" and not words:
-            parser.frames.append(_Frame("sub", frozenset(lits)))
-        elif op == ")" and top and top.kind == "sub":
-            end_list()
-            parser.frames.pop()
-        elif op in ("&&", "||"):
-            operator(op)
-        elif op == "|":
-            element()
-        elif op == ";;":
-            end_list()
-            if top and top.kind == "case":
-                top.state = "pattern"
-        else:
-            end_list()
-        i += 1
-    end_list()
+    _Walker(_Parser(script, comments), tokens(text, first_line, comments)).walk()
     return script
