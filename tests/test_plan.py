@@ -232,7 +232,7 @@ def test_every_described_plan_field_is_in_the_key(demo: DemoInputs, tmp_path: Pa
     assert set(mutations) == described
     for name, value in mutations.items():
         assert dataclasses.replace(plan, **{name: value}).key != plan.key, name
-    elsewhere: dict[str, Any] = {"search_path": "/elsewhere/bin", "patcher_tree": Path("/x")}
+    elsewhere: dict[str, Any] = {"patcher_tree": Path("/x")}
     assert set(elsewhere) == {f.name for f in dataclasses.fields(plan)} - described
     for name, value in elsewhere.items():
         assert dataclasses.replace(plan, **{name: value}).key == plan.key, name
