@@ -147,8 +147,7 @@ def _from_nix_store(spec: InputSpec) -> Path | None:
     Pinned(spec.sha256, spec.name).check_file(  # only a corrupted store fails; never use it
         path,
         note=f"the copy at {path} is damaged and was not used",
-        hint="Repair the store (nix-store --verify --check-contents --repair) or delete "
-        "that path.",
+        hint="Repair the store (nix-store --verify --check-contents --repair) or delete that path.",
     )
     return path
 
