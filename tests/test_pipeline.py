@@ -358,7 +358,7 @@ def test_zip_without_host_drivers(demo: DemoInputs, tmp_path: Path) -> None:
     [
         (["--release", "16.8"], 9, "release 16.8 has no vGPU-Unlock-patcher support"),
         (["--release", "17.3", "--target", "vgpu_kvm"], 2, "unknown target 'vgpu_kvm'"),
-        (["--release", "17.3", "--extra", "frobnicate"], 2, "must start with '--'"),
+        (["--release", "17.3", "--extra", "frobnicate"], 2, "does not start with '--'"),
         (["--release", "17.9"], 2, "unknown release '17.9'"),
     ],
 )

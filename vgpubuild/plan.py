@@ -159,11 +159,12 @@ def resolve(
     info = require_patcher(release)
     opts = config.options
     args = patch_args(target, opts.doNotForceGPLLicense, opts.remapP40ProfilesToV100D, opts.extra)
-    if any(not option.startswith("--") for option in opts.extra):
-        raise UsageError(
-            f"extra patcher options must start with '--': {list(opts.extra)}",
-            hint="patch.sh would take it as the target; give the target with --target.",
-        )
+    for option in opts.extra:
+        if not option.startswith("--"):
+            raise UsageError(
+                f"extra patcher option {option!r} does not start with '--'",
+                hint="patch.sh would take it as the target; give the target with --target.",
+            )
     if (config.overrides or config.clones) and not target.has_vgpuconfig:
         raise UsageError(
             f"profile overrides and copied profiles need a host driver, but target {target!r} "
