@@ -185,7 +185,15 @@ def test_pgpu_model_normalises_hex_case_and_width() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("0xE0000000", 0xE0000000), ("0xe0000000", 0xE0000000), ("0x0", 0), ("60", 60), (" 1 ", 1)],
+    [
+        ("0xE0000000", 0xE0000000),
+        ("0xe0000000", 0xE0000000),
+        ("0x0", 0),
+        ("60", 60),
+        (" 1 ", 1),
+        ("04", 4),  # leading zeros in decimal, as in <digest>0011...
+        ("0011", 11),
+    ],
 )
 def test_numbers_are_read_as_numbers(text: str, value: int) -> None:
     assert parse_number(text) == value

@@ -34,7 +34,9 @@ def parse_number(text: str | None) -> int | None:
     match = _NUMBER.fullmatch(text)
     if match is None:
         return None
-    return int(match.group(1), 0)
+    digits = match.group(1)
+    # Decimal values may carry leading zeros (``0011``), which int(..., 0) refuses.
+    return int(digits, 16) if digits[:2] in ("0x", "0X") else int(digits, 10)
 
 
 def to_hex(value: int) -> str:
