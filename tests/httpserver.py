@@ -8,10 +8,14 @@ per request, before falling back to its default action::
 
 Every request is recorded (headers, status, byte range actually sent) and every accepted
 connection counted, so tests can assert what the client did on the wire.
+
+``FaultServer(tls=make_tls(folder))`` serves HTTPS with a certificate for 127.0.0.1 signed
+by a CA made on the spot (``cryptography``): clients must be given ``tls.ca`` to trust it.
 """
 
 from __future__ import annotations
 
+import email.utils
 import os
 import socket
 import threading
@@ -26,7 +30,8 @@ LAST_MODIFIED = "Mon, 01 Jul 2024 00:00:00 GMT"
 
 @dataclass(frozen=True)
 class Act:
-    """One scripted answer. ``kind``: serve, status, redirect, drop, ignore_range, short, slow."""
+    """One scripted answer: serve, status, busy_until, redirect, drop, ignore_range, short,
+    slow, misrange."""
 
     kind: str
     code: int = 200
@@ -70,6 +75,16 @@ def short(extra: int) -> Act:
 def slow(delay: float) -> Act:
     """Send the headers, wait ``delay`` seconds, then the body."""
     return Act("slow", delay=delay)
+
+
+def busy_until(seconds: float) -> Act:
+    """Answer 503 with ``Retry-After`` as an HTTP date ``seconds`` after the request."""
+    return Act("busy_until", code=503, delay=seconds)
+
+
+def misrange(start: int) -> Act:
+    """Answer a Range request with 206 and the bytes from ``start``, whatever was asked."""
+    return Act("misrange", after=start)
 
 
 @dataclass
@@ -154,22 +169,15 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None or act is None:
             self._empty(404)
             return
-        if act.kind == "status":
-            self._empty(act.code, act.headers)
-            return
-        if act.kind == "redirect":
-            self._empty(act.code, (("Location", act.location),))
+        if self._answered_without_body(act):
             return
         size = route.size
         start, end = 0, size
         rng = self.headers.get("Range")
-        if_range = self.headers.get("If-Range")
-        honour = act.kind != "ignore_range" and (
-            if_range is None or if_range in (route.etag, LAST_MODIFIED)
-        )
+        honour = act.kind != "ignore_range" and self._if_range_matches(route)
         if rng and honour and rng.startswith("bytes="):
             first, _, last = rng[6:].partition("-")
-            start = int(first)
+            start = act.after if act.kind == "misrange" else int(first)
             end = int(last) + 1 if last else size
             if start >= size:
                 self._empty(416, (("Content-Range", f"bytes */{size}"),))
@@ -203,6 +211,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
 
+    def _answered_without_body(self, act: Act) -> bool:
+        if act.kind == "status":
+            self._empty(act.code, act.headers)
+        elif act.kind == "busy_until":
+            when = email.utils.formatdate(time.time() + act.delay, usegmt=True)
+            self._empty(act.code, (("Retry-After", when),))
+        elif act.kind == "redirect":
+            self._empty(act.code, (("Location", act.location),))
+        else:
+            return False
+        return True
+
+    def _if_range_matches(self, route: Route) -> bool:
+        """If-Range uses the strong comparison: a weak ETag never matches (RFC 9110 13.1.5)."""
+        if_range = self.headers.get("If-Range")
+        strong = if_range == route.etag and not route.etag.startswith("W/")
+        return if_range is None or strong or if_range == LAST_MODIFIED
+
     def _send_body(self, route: Route, start: int, stop: int) -> None:
         if route.body is not None:
             view = memoryview(route.body)
@@ -225,14 +251,98 @@ class _Server(ThreadingHTTPServer):
         super().finish_request(request, client_address)
 
 
+@dataclass(frozen=True)
+class Tls:
+    """PEM files: the CA that signed the server's certificate, the certificate, its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls(folder: Path, host: str = "127.0.0.1") -> Tls:
+    """A fresh CA and a server certificate it signs for ``host`` (an IP address)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def pem(obj: Any) -> bytes:
+        return bytes(obj.public_bytes(serialization.Encoding.PEM))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("vgpubuild test CA"))
+        .issuer_name(name("vgpubuild test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name(host))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tls = Tls(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    tls.ca.write_bytes(pem(ca))
+    tls.cert.write_bytes(pem(cert))
+    tls.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return tls
+
+
 class FaultServer:
     """Start with ``with FaultServer() as server:``; ``server.url("/x")`` is its address."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", tls: Tls | None = None) -> None:
         self.host = host
         self.state = _State()
         self._httpd = _Server((host, 0), _Handler)
         self._httpd.state = self.state
+        self.scheme = "https" if tls else "http"
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert, tls.key)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -245,7 +355,7 @@ class FaultServer:
         self._httpd.server_close()
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
 
     def add(
         self,
@@ -255,9 +365,10 @@ class FaultServer:
         file: Path | None = None,
         script: list[Act] | None = None,
         default: Act | None = None,
+        etag: str | None = None,
     ) -> str:
         """Serve ``body`` (or ``file``) at ``path``; returns the full URL."""
-        etag = f'"{abs(hash((path, body, str(file)))):x}"'
+        etag = etag or f'"{abs(hash((path, body, str(file)))):x}"'
         with self.state.lock:
             self.state.routes[path] = Route(
                 body, file, list(script or []), default or serve(), etag

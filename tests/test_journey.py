@@ -360,7 +360,7 @@ def _kinds(env: dict[str, str]) -> list[str]:
 
 
 def test_cache_list_clean_and_the_artifact_cap(tmp_path: Path, server: object) -> None:
-    from httpserver import drop
+    from httpserver import drop, status
 
     from vgpubuild.demo import make_demo_inputs
 
@@ -381,8 +381,11 @@ def test_cache_list_clean_and_the_artifact_cap(tmp_path: Path, server: object) -
     wrong = tmp_path / "wrong.zip"
     wrong.write_bytes(b"not it")
     assert run_cli("prefetch", str(wrong), Hash("sha256", bytes(32)).sri, env=env).exit_code == 6
-    url = server.add("/big.zip", os.urandom(200_000), script=[drop(50_000)])  # type: ignore[attr-defined]
-    assert run_cli("prefetch", url, "--attempts", "1", env=env).exit_code == 5
+    # Progress resets the attempt budget: the 503 after the drop is what gives up.
+    body, script = os.urandom(200_000), [drop(50_000), status(503)]
+    url = server.add("/big.zip", body, script=script)  # type: ignore[attr-defined]
+    r = run_cli("prefetch", url, "--attempts", "1", "--retry-wait", "0", env=env)
+    assert r.exit_code == 5, r.stderr
     assert _kinds(env) == ["artifact", "input", "log", "log", "partial", "quarantine"]
 
     assert run_cli("cache", "clean", env=env).exit_code == 2  # says what to clean

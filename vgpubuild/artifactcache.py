@@ -36,11 +36,11 @@ from vgpubuild.artifact import (
     normalise_tree,
     repack,
 )
-from vgpubuild.atomic import atomic_dir, atomic_file
+from vgpubuild.atomic import atomic_dir, atomic_file, copy_tree
 from vgpubuild.cache import Cache
 from vgpubuild.errors import OutputError
 from vgpubuild.nixhash import Hash
-from vgpubuild.outfolder import check_dest, move_run
+from vgpubuild.outfolder import move_run, placing
 
 
 class ArtifactCache:
@@ -59,41 +59,40 @@ class ArtifactCache:
         """Put the artifact cached under ``key`` into ``out``; None when there is none.
 
         With ``repack_version`` the ``.run`` is placed too (made from the tree if the entry
-        has none yet).
+        has none yet). ``out``'s lock is held meanwhile (:func:`~vgpubuild.outfolder.placing`).
         """
         entry = self.entry(key)
         try:
             record = json.loads((entry / "result.json").read_text(encoding="utf-8"))
             name = record["name"]
             tree = entry / name
+            size = int(record["nar_size"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if not (tree / MANIFEST_NAME).is_file():
             return None
         dest = out / name
         repacked = None
-        if _still_placed(entry, dest):
-            # The artifact this cache entry put here is untouched: nothing to copy.
-            run = out / f"{name}.run"
-            if repack_version is not None and _still_placed(entry, run):
-                repacked = describe_run(run)
-            elif repack_version is not None:
-                repacked = self.repack(key, dest, work, name, repack_version)
-        else:
-            replace_old = check_dest(dest)
-            with atomic_dir(dest, replace=replace_old) as tmp:
-                shutil.copytree(
-                    tree, tmp, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy
-                )
-                normalise_tree(tmp)
-                if repack_version is not None:
-                    repacked = self.repack(key, tmp, work, name, repack_version)
-        repacked = move_run(repacked, out)
-        self.remember(key, dest, repacked)
+        with placing(out, name) as replace_old:
+            if _still_placed(entry, dest):
+                # The artifact this cache entry put here is untouched: nothing to copy.
+                run = out / f"{name}.run"
+                if repack_version is not None and _still_placed(entry, run):
+                    repacked = describe_run(run)
+                elif repack_version is not None:
+                    repacked = self.repack(key, dest, work, name, repack_version)
+            else:
+                with atomic_dir(dest, replace=replace_old, scratch=work, needed=size) as tmp:
+                    copy_tree(tree, tmp, needed=size)
+                    normalise_tree(tmp)
+                    if repack_version is not None:
+                        repacked = self.repack(key, tmp, work, name, repack_version)
+            repacked = move_run(repacked, out)
+            self.remember(key, dest, repacked)
         return BuildResult(
             artifact=dest,
             nar_hash=Hash.parse(record["nar_hash"]),
-            nar_size=int(record["nar_size"]),
+            nar_size=size,
             store_path=record["store_path"],
             manifest=record["manifest"],
             repacked=repacked,
@@ -116,12 +115,13 @@ class ArtifactCache:
             "manifest": manifest,
         }
         try:
-            if entry.exists():
-                return
-            with atomic_dir(entry) as tmp:
-                shutil.copytree(tree, tmp / name, symlinks=True, copy_function=shutil.copy)
-                with atomic_file(tmp / "result.json") as f:
-                    f.write(json.dumps(record, sort_keys=True, indent=2).encode())
+            with self.cache.lock(f"artifact-{key}"):  # concurrent builds of one key store once
+                if entry.exists():
+                    return
+                with atomic_dir(entry) as tmp:
+                    copy_tree(tree, tmp / name, needed=info.nar_size)
+                    with atomic_file(tmp / "result.json") as f:
+                        f.write(json.dumps(record, sort_keys=True, indent=2).encode())
         except (OSError, OutputError) as exc:
             log.get_logger(stage="cache").warning("could not cache the artifact", error=str(exc))
             return

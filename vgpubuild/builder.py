@@ -39,6 +39,7 @@ from vgpubuild.config import BuildConfig
 from vgpubuild.errors import ConfigError, InputError, OfflineError, UsageError
 from vgpubuild.fetch import FetchOptions
 from vgpubuild.pipeline import build
+from vgpubuild.tables import check_depth, parse_table
 
 _PATH_ATTRS = ("gridZip", "patcher", "generalRun")
 _BOOL_ATTRS = ("repack", "patcherUnverified")
@@ -83,7 +84,7 @@ def _attr_source(env: Mapping[str, str]) -> tuple[dict[str, Any], str, bool]:
     try:
         with open(attrs_file, encoding="utf-8") as f:
             attrs = json.load(f)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f"cannot read $NIX_ATTRS_JSON_FILE {attrs_file!r}: {exc}") from None
     if not isinstance(attrs, dict):
         raise InputError(f"$NIX_ATTRS_JSON_FILE {attrs_file!r} does not hold an object")
@@ -111,19 +112,14 @@ def _config(value: Any, origin: str) -> dict[str, Any]:
     if value in (None, ""):
         return {}
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise ConfigError(
-                f"derivation attribute config is not valid JSON ({exc})",
-                hint="Pass config = builtins.toJSON { ... }.",
-            ) from None
+        return parse_table(value, "derivation attribute config", "json")
     if not isinstance(value, dict):
         raise ConfigError(
             f"derivation attribute config from {origin} is a {type(value).__name__}, "
             "not an attribute set",
             hint="Pass config = builtins.toJSON { ... }.",
         )
+    check_depth(value, f"derivation attribute config from {origin}")
     return value
 
 

@@ -25,10 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vgpubuild.errors import InputError, input_error, output_error
+from vgpubuild.errors import InputError, disk_full_as_error, input_error, output_error
 from vgpubuild.nixhash import CHUNK_SIZE, Hash
 from vgpubuild.store import check_name
 from vgpubuild.verify import Pinned
+
+_WRITABLE = "Set VGPUBUILD_CACHE to a folder you can write to."
 
 
 def default_root() -> Path:
@@ -60,10 +62,7 @@ class Cache:
 
     def _dir(self, name: str) -> Path:
         path = self.root / name
-        with output_error(
-            f"cannot create cache folder {str(path)!r}",
-            "Set VGPUBUILD_CACHE to a folder you can write to.",
-        ):
+        with output_error(f"cannot create cache folder {str(path)!r}", _WRITABLE, folder=self.root):
             path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -103,7 +102,11 @@ class Cache:
 
     def temp_file(self, name: str) -> Path:
         """A fresh, empty file under ``tmp/`` to fill before :meth:`store` or quarantine."""
-        fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=self._dir("tmp"))
+        folder = self._dir("tmp")
+        with output_error(
+            f"cannot write to cache folder {str(folder)!r}", _WRITABLE, folder=folder
+        ):
+            fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=folder)
         os.close(fd)
         return Path(tmp)
 
@@ -141,10 +144,11 @@ class Cache:
                 raise InputError(f"{str(src)!r} is a directory, not a file") from None
         tmp = self.temp_file(name)
         try:
-            with source, open(tmp, "wb") as out:
+            size = os.fstat(source.fileno()).st_size
+            with source, disk_full_as_error(tmp.parent, size), open(tmp, "wb") as out:
                 got = copy_hashing(source, out)
             Pinned(expected, name).check(
-                got, set_aside=lambda: self.quarantine_file(tmp, got, name)
+                got, set_aside=lambda: self.quarantine_file(tmp, got, name), copied_from=src
             )
             with self.lock(got.hex):
                 return self.lookup(got, name) or self.store(tmp, got, name)

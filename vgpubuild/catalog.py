@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -19,6 +18,7 @@ from typing import Any
 
 from vgpubuild.errors import ConfigError, InvalidHashError, UnknownReleaseError
 from vgpubuild.nixhash import Hash
+from vgpubuild.tables import parse_table
 
 LINUX_RUN_PREFIX = "NVIDIA-Linux-x86_64-"
 
@@ -185,10 +185,7 @@ class Release:
 
 def parse_releases(text: str, source: str) -> dict[str, Release]:
     """Parse a ``[releases."X"]`` TOML document (the built-in catalog or a user's file)."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML ({exc})") from None
+    doc = parse_table(text, source, "toml")
     _check_keys(source, doc, ["releases"], [])
     tables = doc.get("releases", {})
     return {version: Release.from_mapping(version, data) for version, data in tables.items()}
@@ -200,10 +197,7 @@ def load_releases_file(path: Path) -> dict[str, Mapping[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read releases file {str(path)!r}: {exc.strerror}") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{str(path)!r} is not valid TOML ({exc})") from None
+    doc = parse_table(text, repr(str(path)), "toml")
     _check_keys(str(path), doc, ["releases"], [])
     releases: dict[str, Mapping[str, Any]] = doc.get("releases", {})
     return releases

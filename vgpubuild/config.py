@@ -20,7 +20,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from vgpubuild.profiles.settings import (
     parse_clone_map,
     parse_overrides,
 )
+from vgpubuild.tables import Syntax, parse_table
 from vgpubuild.targets import CHOICES
 
 _ANY = object()
@@ -245,27 +245,8 @@ def read_table(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise ConfigError(f"cannot read configuration file {str(path)!r}: {reason}") from None
-    if path.suffix == ".json" or text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                hint="Fix the syntax (builtins.toJSON output loads as is).",
-            ) from None
-    else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(
-                f"{str(path)!r} is not valid TOML: {exc}", hint="Fix the syntax."
-            ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{str(path)!r} must hold a table of options, not a {type(data).__name__}",
-            hint='Write options as keys, e.g. release = "17.3".',
-        )
-    return data
+    syntax: Syntax = "json" if path.suffix == ".json" or text.lstrip().startswith("{") else "toml"
+    return parse_table(text, repr(str(path)), syntax)
 
 
 def load_overrides_file(path: Path) -> dict[str, Any]:

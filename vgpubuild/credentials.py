@@ -173,6 +173,25 @@ def _pairs(args: Sequence[str]) -> Iterator[tuple[str, str]]:
             yield bare, ""
 
 
+def _credential_parts(header: str, value: str) -> list[str]:
+    """The pieces of a header value that are secrets on their own, the whole value first.
+
+    ``Authorization: Bearer T`` also yields ``T`` (a log may show the token alone), and a
+    cookie list yields each cookie's value; the scheme word and cookie names are not secret.
+    """
+    parts = [value]
+    if header in ("authorization", "proxy-authorization"):
+        _scheme, _, credential = value.partition(" ")
+        if credential.strip():
+            parts.append(credential.strip())
+    elif header == "cookie":
+        for cookie in value.split(";"):
+            _name, sep, cookie_value = cookie.partition("=")
+            if sep and cookie_value.strip():
+                parts.append(cookie_value.strip())
+    return parts
+
+
 def parse_curl_opts(opts: Sequence[str] | str, *, use_default_netrc: bool = True) -> Credentials:
     """Read the credential options of a curl argument list (or a ``curlOpts`` string).
 
@@ -195,8 +214,7 @@ def parse_curl_opts(opts: Sequence[str] | str, *, use_default_netrc: bool = True
 
     for opt, val in _pairs(args):
         if opt in ("-u", "--user"):
-            raw = secret(val)
-            user, sep, pw = raw.partition(":")
+            user, sep, pw = val.partition(":")  # the user name is not a secret
             if sep:
                 password = secret(pw)
         elif opt in ("-H", "--header"):
@@ -209,12 +227,15 @@ def parse_curl_opts(opts: Sequence[str] | str, *, use_default_netrc: bool = True
             hval = hval.strip()
             # A header value is a credential unless it is short and harmless (Accept: */*).
             if name.strip().lower() in _SECRET_HEADERS or len(hval) >= _MIN_SECRET_LEN:
-                secret(hval)
+                for part in _credential_parts(name.strip().lower(), hval):
+                    secret(part)
             headers.append((name.strip(), hval))
         elif opt == "--oauth2-bearer":
             headers.append(("Authorization", "Bearer " + secret(val)))
         elif opt in ("-b", "--cookie"):
-            headers.append(("Cookie", secret(val)))
+            for part in _credential_parts("cookie", val):
+                secret(part)
+            headers.append(("Cookie", val))
         elif opt in ("-A", "--user-agent"):
             agent = val
         elif opt in ("-e", "--referer"):

@@ -12,8 +12,11 @@ Subclasses share their parent's exit code unless they name a failure class of th
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 
 class VgpubuildError(Exception):
@@ -109,15 +112,56 @@ class ToolMissingError(VgpubuildError):
 
 
 class OutputError(VgpubuildError):
-    """The output location cannot be written (nothing partial was left there)."""
+    """The output or cache location cannot be written, or its disk is full (nothing partial was left there)."""
 
     exit_code = 11
 
 
+class DiskFullError(OutputError):
+    """The filesystem of an output, cache or work folder is full (or over quota)."""
+
+    def __init__(self, folder: str | os.PathLike[str], needed: int | None = None) -> None:
+        """One sentence for a full disk: the folder, the space needed, the space free."""
+        import shutil
+
+        self.folder = Path(folder)
+        self.needed = needed
+        try:
+            free: int | None = shutil.disk_usage(folder).free
+        except OSError:
+            free = None
+        if needed is not None and free is not None:
+            want = f"it needs {_size(needed)}, {_size(free)} is free"
+        elif free is not None:
+            want = f"it needs more than the {_size(free)} free"
+        else:
+            want = f"it needs {_size(needed)}" if needed is not None else "it needs more space"
+        super().__init__(
+            f"no space left on the disk of {str(folder)!r}: {want}",
+            hint="Free some space there, or choose a folder on another disk.",
+        )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the OS's "no space left" and "quota exceeded" errors."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    exp = min(3, (n.bit_length() - 1) // 10)
+    return f"{n / 1024**exp:.1f} {('KiB', 'MiB', 'GiB')[exp - 1]}"
+
+
 class Interrupted(VgpubuildError):
-    """The user interrupted the run (Ctrl-C); partial output was removed."""
+    """The run was stopped by Ctrl-C (130), SIGHUP (129) or SIGTERM (143); output was removed."""
 
     exit_code = 130
+
+    def __init__(self, message: str, *, hint: str | None = None, signum: int = 2) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = 128 + signum
 
 
 EXIT_CODES: tuple[type[VgpubuildError], ...] = (
@@ -176,9 +220,41 @@ def input_error(what: str, hint: str | None = None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def output_error(what: str, hint: str | None = None) -> Iterator[None]:
-    """Report an ``OSError`` in the block as ``OutputError("<what>: <reason>")``."""
+def output_error(
+    what: str,
+    hint: str | None = None,
+    *,
+    folder: str | os.PathLike[str] | None = None,
+    needed: int | None = None,
+) -> Iterator[None]:
+    """Report an ``OSError`` in the block as ``OutputError("<what>: <reason>")``.
+
+    A full disk becomes a :class:`DiskFullError` naming ``folder`` (default: the folder of
+    the file the OS named) and the ``needed`` bytes when the caller knows them.
+    """
     try:
         yield
     except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(folder or _folder_of(exc), needed) from None
         raise OutputError(f"{what}: {exc.strerror or exc}", hint=hint) from None
+
+
+@contextlib.contextmanager
+def disk_full_as_error(folder: str | os.PathLike[str], needed: int | None = None) -> Iterator[None]:
+    """Turn only a "no space left" ``OSError`` in the block into a :class:`DiskFullError`.
+
+    For blocks that also read (a zip, a source file), whose other ``OSError`` callers judge.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(folder, needed) from None
+        raise
+
+
+def _folder_of(exc: OSError) -> str:
+    if not isinstance(exc.filename, str | Path):
+        return "."
+    return os.path.dirname(os.fspath(exc.filename)) or "."

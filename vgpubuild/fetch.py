@@ -12,7 +12,9 @@ A download:
   When a *new process* resumes a ``.part`` left by an earlier one, the bytes already there
   are hashed once before the transfer continues (they arrived in another process);
 * retries with tenacity: exponential backoff with jitter on connection errors, timeouts,
-  5xx, 408 and 429 (honouring ``Retry-After``, capped); other 4xx fail at once;
+  5xx, 408 and 429 (honouring ``Retry-After``, capped); other 4xx and an unverifiable TLS
+  certificate fail at once. ``attempts`` counts attempts *without progress*: one that
+  brought new bytes resets the count and the backoff, so a flaky link still finishes;
 * verifies the hash: a mismatch moves the bytes to ``<cache>/quarantine/``; a match renames
   the file into the cache.
 
@@ -39,7 +41,9 @@ from vgpubuild.errors import NetworkError, OfflineError, UsageError
 from vgpubuild.httpget import (
     RETRY_STATUSES,
     Retryable,
+    RetryBudget,
     TransportError,
+    certificate_error,
     content_range_start,
     content_range_total,
     describe,
@@ -97,13 +101,13 @@ def local_path(location: str) -> Path | None:
 
 
 def strip_userinfo(url: str) -> tuple[str, str | None, str | None]:
-    """Split ``user:pass@`` out of a URL (registering it as a secret)."""
+    """Split ``user:pass@`` out of a URL (registering the password, not the user, as a secret)."""
     parts = urllib.parse.urlsplit(url)
     if parts.username is None and parts.password is None:
         return url, None, None
     user = urllib.parse.unquote(parts.username or "")
     password = urllib.parse.unquote(parts.password or "")
-    for value in (parts.username, parts.password, password):
+    for value in (parts.password, password):
         if value:
             log.add_secret(value)
     host = parts.hostname or ""
@@ -141,6 +145,14 @@ def download(
             f"{name} is not in the cache and --offline forbids downloading it",
             hint="Run once without --offline, or add the file with 'vgpubuild add FILE'.",
         )
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL:  # its message may quote part of a password: not shown
+        raise UsageError(
+            f"the URL of {name} is not valid",
+            hint="Check it; a password holding '/', '@', ':' or '#' must be percent-encoded "
+            "(%2F, %40, %3A, %23).",
+        ) from None
     creds = options.credentials or Credentials(netrc_file=default_netrc())
     if user is not None:
         creds = dataclasses.replace(creds, user=user, password=password)
@@ -171,8 +183,9 @@ class _Transfer:
         part = PartFile(self.cache.partial, key, name, self.url)
         self.log.info("downloading")
         opts = self.options
+        budget = RetryBudget(opts.attempts, lambda: part.offset)
         retry = retrying(
-            opts.attempts, opts.retry_wait, opts.max_retry_wait, opts.max_retry_after, self.log
+            budget, opts.retry_wait, opts.max_retry_wait, opts.max_retry_after, self.log
         )
         try:
             with (
@@ -181,9 +194,9 @@ class _Transfer:
             ):
                 retry(self._attempt, client, part, expected is not None, bar)
         except Retryable as exc:
-            raise self._gave_up(exc.reason) from None
+            raise self._gave_up(exc.reason, budget, part) from None
         except TransportError as exc:
-            raise self._gave_up(describe(exc, opts.timeout)) from None
+            raise self._gave_up(describe(exc, opts.timeout), budget, part) from None
         got = part.finish()
         Pinned(expected, name).check(
             got, set_aside=lambda: self.cache.quarantine_file(part.path, got, name)
@@ -201,14 +214,19 @@ class _Transfer:
             headers["Range"] = f"bytes={start}-"
             if saved := part.meta().get("validator"):
                 headers["If-Range"] = saved
-        response = open_following(client, self.url, headers, self.creds, self.shown, self.log)
+        try:
+            response = open_following(client, self.url, headers, self.creds, self.shown, self.log)
+        except TransportError as exc:
+            if (refused := certificate_error(exc, self.shown)) is not None:
+                raise refused from None
+            raise
         with contextlib.closing(response):
             total = self._check_answer(response, part, start)
             if total is None and response.status_code == 416:
                 return  # the .part was already complete
             bar.start(total, part.offset)
             try:
-                part.append(response.iter_raw(), bar.advance)
+                part.append(response.iter_raw(), bar.advance, total)
             except TransportError as exc:
                 # Bytes before the break are kept (and hashed): the next attempt resumes.
                 reason = describe(exc, self.options.timeout)
@@ -243,13 +261,22 @@ class _Transfer:
         part.write_meta(validator(response), total)
         return total
 
-    def _gave_up(self, reason: str) -> NetworkError:
-        attempts = self.options.attempts
-        tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+    def _gave_up(self, reason: str, budget: RetryBudget, part: PartFile) -> NetworkError:
+        tries = f"{budget.tries} attempts" if budget.tries > 1 else "1 attempt"
+        if budget.tries > budget.attempts:
+            tries += f", the last {budget.attempts} without progress"
+        try:
+            kept = part.path.stat().st_size
+        except OSError:
+            kept = 0
+        if kept:
+            after = f"the {kept} bytes received are kept and the next run resumes from there"
+        else:
+            after = "nothing was received"
         return NetworkError(
             f"downloading {self.shown} failed after {tries}: {reason}",
-            hint="Check the network and the server; the partial file is kept and the next "
-            "run resumes it (--attempts and --timeout allow more patience).",
+            hint=f"Check the network and the server; {after} (--attempts and --timeout allow "
+            "more patience).",
         )
 
 

@@ -4,16 +4,18 @@ This is the only module that opens network connections. Redirects are followed h
 by httpx, so that credentials (``-u``, every ``-H`` header, netrc entries for the first
 host) are only ever sent to the origin the user named. Retries use tenacity: exponential
 backoff with jitter on connection errors, timeouts, 5xx, 408 and 429 (honouring
-``Retry-After``, capped); other 4xx fail at once.
+``Retry-After``, capped); other 4xx, and a TLS certificate that does not verify, fail at
+once. The attempt budget counts attempts without progress (:class:`RetryBudget`).
 """
 
 from __future__ import annotations
 
 import email.utils
 import os
+import random
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import httpcore
 import httpx
@@ -122,40 +124,94 @@ def status_error(status: int, shown: str) -> NetworkError:
     )
 
 
+class RetryBudget:
+    """How many attempts in a row may fail without progress, and how long to wait after each.
+
+    A link that breaks every few hundred kB still delivers the file: an attempt that got
+    more bytes than any before it resets both the count and the backoff, so only attempts
+    that brought nothing new use up the budget. ``held`` says how many bytes are held now.
+    """
+
+    def __init__(self, attempts: int, held: Callable[[], int]) -> None:
+        self.attempts = max(1, attempts)
+        self.stalled = 0
+        """Failed attempts in a row that brought no new bytes."""
+        self.tries = 0
+        self._held = held
+        self._best = held()
+
+    def failed(self) -> None:
+        """Count a failed attempt, and whether it made progress."""
+        self.tries += 1
+        now = self._held()
+        if now > self._best:
+            self._best, self.stalled = now, 0
+        else:
+            self.stalled += 1
+
+    def exhausted(self) -> bool:
+        return self.stalled >= self.attempts
+
+
 def retrying(
-    attempts: int,
+    budget: RetryBudget,
     first_wait: float,
     max_wait: float,
     max_retry_after: float,
     log: structlog.typing.FilteringBoundLogger,
 ) -> tenacity.Retrying:
-    """Up to ``attempts`` tries: exponential backoff plus jitter, or the server's wait."""
-    backoff = tenacity.wait_exponential(multiplier=first_wait, max=max_wait) + tenacity.wait_random(
-        0, first_wait
-    )
+    """Retry until ``budget`` is spent: exponential backoff plus jitter, or the server's wait.
+
+    The backoff doubles with each attempt in a row without progress and starts again at
+    ``first_wait`` after one that made some.
+    """
+
+    def after(_state: tenacity.RetryCallState) -> None:
+        budget.failed()
 
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, Retryable) and exc.retry_after is not None:
-            return min(exc.retry_after, max_retry_after)
-        return float(backoff(state))
+            return min(float(exc.retry_after), max_retry_after)
+        backoff = min(max_wait, first_wait * 2.0 ** max(0, budget.stalled - 1))
+        return backoff + random.uniform(0, first_wait)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         log.warning(
             "download attempt failed, retrying",
             attempt=state.attempt_number,
-            of=attempts,
+            without_progress=f"{budget.stalled} of {budget.attempts}",
             reason=getattr(exc, "reason", str(exc)),
             wait_s=round(state.upcoming_sleep, 2),
         )
 
     return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(max(1, attempts)),
+        stop=lambda _state: budget.exhausted(),
         wait=wait,
         retry=tenacity.retry_if_exception_type((Retryable, TransportError)),
+        after=after,
         before_sleep=before_sleep,
         reraise=True,
+    )
+
+
+def certificate_error(exc: BaseException, shown: str) -> NetworkError | None:
+    """The error for a TLS certificate that did not verify, or None for other failures.
+
+    Retrying cannot fix a certificate, and "cannot connect" would send the user looking
+    at the network; this names the cause and the two ways forward.
+    """
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    reason = cause.verify_message or "certificate verify failed"
+    return NetworkError(
+        f"the TLS certificate of {shown} could not be verified ({reason})",
+        hint="If the server uses its own CA, give it with curlOptsList ['--cacert', FILE] "
+        "(--curl-opts '--cacert FILE'); -k/--insecure turns the check off.",
     )
 
 

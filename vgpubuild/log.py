@@ -3,13 +3,16 @@
 Data results go to stdout; everything said *about* the work goes here. structlog is imported
 on first use, not at start-up, so ``vgpubuild --help`` stays fast.
 
-Secrets (passwords, tokens, Authorization values) are registered with :func:`add_secret`
-and replaced by ``***`` in every event before it is rendered: defence in depth on top of
-never logging them on purpose.
+Secrets (passwords, tokens, header values) are registered with :func:`add_secret` and
+replaced by ``***`` in every event before it is rendered: defence in depth on top of never
+logging them on purpose. A secret is replaced where it stands as a token of its own, not
+where its characters happen to occur inside a longer word: a short password must not turn
+a hash in an error message into something that cannot be copied.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,6 +28,11 @@ DEBUG, INFO, WARNING = 10, 20, 30
 
 _state: dict[str, Any] = {"format": "auto", "level": INFO, "applied": False}
 _secrets: set[str] = set()
+_pattern: list[re.Pattern[str] | None] = [None]
+"""The secrets as one regular expression, rebuilt when one is added."""
+
+_WORD = "A-Za-z0-9_"
+"""Characters that continue a token: a secret next to one of them is part of a longer word."""
 
 
 def configure(fmt: LogFormat = "auto", level: int = INFO) -> None:
@@ -34,15 +42,16 @@ def configure(fmt: LogFormat = "auto", level: int = INFO) -> None:
 
 def add_secret(value: str) -> None:
     """Make ``value`` unprintable in logs from now on (empty strings are ignored)."""
-    if value:
+    if value and value not in _secrets:
         _secrets.add(value)
+        alternatives = "|".join(re.escape(v) for v in sorted(_secrets, key=len, reverse=True))
+        _pattern[0] = re.compile(f"(?<![{_WORD}])(?:{alternatives})(?![{_WORD}])")
 
 
 def redact(text: str) -> str:
-    """Replace every registered secret in ``text`` with ``***``."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    """Replace every registered secret standing as a token in ``text`` with ``***``."""
+    pattern = _pattern[0]
+    return pattern.sub("***", text) if pattern is not None else text
 
 
 def is_enabled_for(level: int) -> bool:

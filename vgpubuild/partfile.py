@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vgpubuild import log
-from vgpubuild.errors import OutputError
+from vgpubuild.errors import DiskFullError, OutputError, is_disk_full
 from vgpubuild.nixhash import CHUNK_SIZE, Hash
 
 _QUEUE_CHUNKS = 8
@@ -84,10 +84,16 @@ class PartFile:
         self._hasher, self.offset = h, size
         return size
 
-    def append(self, chunks: Iterable[bytes], progress: Callable[[int], None]) -> None:
-        """Write and hash ``chunks`` at the end; bytes before a failure are kept and hashed."""
+    def append(
+        self, chunks: Iterable[bytes], progress: Callable[[int], None], total: int | None = None
+    ) -> None:
+        """Write and hash ``chunks`` at the end; bytes before a failure are kept and hashed.
+
+        ``total`` (the announced length) lets a full disk say how much space is needed.
+        """
         assert self._hasher is not None, "resume_point or reset comes first"
-        with _Sink(self.path, self._hasher) as sink:
+        needed = None if total is None else max(0, total - self.offset)
+        with _Sink(self.path, self._hasher, needed) as sink:
             for chunk in chunks:
                 sink.put(chunk)
                 self.offset += len(chunk)
@@ -110,8 +116,9 @@ class _Sink:
     block waits until every queued byte is written and hashed.
     """
 
-    def __init__(self, path: Path, hasher: hashlib._Hash) -> None:
+    def __init__(self, path: Path, hasher: hashlib._Hash, needed: int | None) -> None:
         self._path = path
+        self._needed = needed
         self._error: OSError | None = None
         self._workers = [_Worker(self._write), _Worker(hasher.update)]
         self._out: Any = None
@@ -130,6 +137,8 @@ class _Sink:
             worker.queue.put(chunk)
 
     def _failure(self) -> OutputError:
+        if self._error is not None and is_disk_full(self._error):
+            return DiskFullError(self._path.parent, self._needed)
         reason = self._error.strerror if self._error else "unknown error"
         return OutputError(
             f"cannot write the download to {str(self._path.parent)!r}: {reason}",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vgpubuild import log
+from vgpubuild.atomic import copy_tree
 from vgpubuild.cache import Cache
 from vgpubuild.catalog import PatcherInfo, Release, get_release
 from vgpubuild.errors import OfflineError, PatcherError, UsageError
@@ -67,7 +68,7 @@ def stage_patcher(
                 hint="Export it without .git (git archive) or let the pipeline stage a copy.",
             )
         copy = Path(work_dir) / "patcher-src"
-        shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        copy_tree(source, copy, skip=(".git",))
         source = copy
     if not (source / "unlock").is_dir() or not any((source / "unlock").iterdir()):
         logger.warning("the patcher's unlock/ folder is empty (submodule not fetched)")

@@ -2,7 +2,7 @@
 
 It runs from a staged copy with the .run files beside it (as its README says), in a clean
 environment, in its own process group (so an interrupted build stops it and everything it
-started), with its output streamed to the log and kept as a build log. Its result is judged
+started, and the run's owner record lets the next run stop it after a crash), with its output streamed to the log and kept as a build log. Its result is judged
 *after*: exit code, failed hunks in its output, ``*.rej`` files, the output folder, because
 a patch that fails on ``kernel/`` is reported and ignored by patch.sh itself.
 """
@@ -17,19 +17,37 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vgpubuild import log
-from vgpubuild.errors import PatcherError, UsageError
+from vgpubuild.atomic import copy_tree
+from vgpubuild.errors import (
+    DiskFullError,
+    PatcherError,
+    UsageError,
+    VgpubuildError,
+    output_error,
+)
+from vgpubuild.ownership import record_process_group
 from vgpubuild.patchercontract import Contract
 from vgpubuild.patchsh import check_tools, read_expectations
 from vgpubuild.profiles.replay import snapshot_script
 
+if TYPE_CHECKING:
+    import structlog
+
 _FAILED_LINE = re.compile(r"FAILED|saving rejects to file|NOT APPLIED")
+_NO_SPACE_LINE = re.compile(r"No space left on device|Disk quota exceeded")
+"""How GNU tools say a write failed for want of space (patch.sh runs with LC_ALL=C)."""
+
+_FULL_BELOW = 1 << 20
+"""Free bytes under which a failed patch.sh is blamed on the disk, whatever it printed."""
 
 
 def _stage(patcher_dir: Path, run_files: Sequence[Path], staging: Path) -> None:
-    shutil.copytree(patcher_dir, staging, symlinks=True)
+    copy_tree(patcher_dir, staging)
     # A patcher from the Nix store is read-only, its top folder included; patch.sh writes in it.
     for folder, _dirs, files in os.walk(staging):
         os.chmod(folder, os.stat(folder).st_mode | 0o200)
@@ -42,7 +60,9 @@ def _stage(patcher_dir: Path, run_files: Sequence[Path], staging: Path) -> None:
         try:
             os.link(run, dest)
         except OSError:
-            shutil.copyfile(run, dest)
+            what = f"cannot copy {run.name} to {str(staging)!r}"
+            with output_error(what, folder=staging, needed=run.stat().st_size):
+                shutil.copyfile(run, dest)
 
 
 PARALLELISM_VARS = ("NIX_BUILD_CORES", "MAKEFLAGS", "ZSTD_NBTHREADS")
@@ -57,6 +77,29 @@ def _clean_env(path: str, work_dir: Path) -> dict[str, str]:
     env = {"PATH": path, "LC_ALL": "C", "LANG": "C", "HOME": str(home), "TMPDIR": str(tmp)}
     env.update({k: os.environ[k] for k in PARALLELISM_VARS if k in os.environ})
     return env
+
+
+@dataclass
+class _Output:
+    """What of patch.sh's output its judgement needs: failed patches, the last lines, ENOSPC."""
+
+    failed: list[str] = field(default_factory=list)
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=15))
+    no_space: bool = False
+
+    def take(self, line: str, logger: structlog.typing.FilteringBoundLogger) -> None:
+        logger.info(line)
+        self.tail.append(line)
+        if _FAILED_LINE.search(line):
+            self.failed.append(line)
+        self.no_space = self.no_space or bool(_NO_SPACE_LINE.search(line))
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < _FULL_BELOW
+    except OSError:
+        return False
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -87,8 +130,12 @@ def run_patch(
     ``PATH``, and ``HOME``/``TMPDIR`` inside ``work_dir``. With ``snapshot``, the staged
     script copies its vgpuConfig.xml there at its first built-in vcfgclone line (for
     :mod:`vgpubuild.profiles.replay`). Each output line goes to the log and to ``log_path``.
-    Returns the ``<SOURCE>-patched`` folder; raises :class:`PatcherError` on a non-zero
-    exit, failed hunks, ``*.rej`` files, or no output.
+    ``patch.sh`` leads a process group of its own, recorded in ``work_dir`` at once (so a
+    later run can end it should this one be killed outright); any exception, a signal's
+    included, ends the whole group.
+    Returns the ``<SOURCE>-patched`` folder; raises :class:`DiskFullError` when the disk
+    filled up, else :class:`PatcherError` on a non-zero exit, failed hunks, ``*.rej``
+    files, or no output.
     """
     patcher_dir, work_dir, log_path = Path(patcher_dir), Path(work_dir), Path(log_path)
     if not args or args[-1].startswith("--"):
@@ -104,8 +151,7 @@ def run_patch(
     env = _clean_env(path, work_dir)
     logger = log.get_logger(stage="patch.sh", target=target)
     logger.info("running patch.sh", args=" ".join(args), cwd=str(staging))
-    failed: list[str] = []
-    tail: collections.deque[str] = collections.deque(maxlen=15)
+    seen = _Output()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as build_log:
         proc = subprocess.Popen(
@@ -119,14 +165,11 @@ def run_patch(
         )
         assert proc.stdout is not None
         try:
+            record_process_group(work_dir, proc.pid)
             for raw in proc.stdout:
                 build_log.write(raw)
                 build_log.flush()
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                logger.info(line)
-                tail.append(line)
-                if _FAILED_LINE.search(line):
-                    failed.append(line)
+                seen.take(raw.decode("utf-8", "replace").rstrip("\r\n"), logger)
             returncode = proc.wait()
         except BaseException:
             _stop(proc)
@@ -134,26 +177,24 @@ def run_patch(
         finally:
             proc.stdout.close()
     where = f"The full output is in {log_path}."
+
+    def failure(message: str) -> VgpubuildError:
+        # A full disk makes tar, cp and patch fail in ways that look like a bad patcher.
+        if seen.no_space or _nearly_full(work_dir):
+            return DiskFullError(work_dir)
+        return PatcherError(message, hint=where)
+
+    failed = seen.failed
     if returncode != 0:
-        shown = failed[-3:] or list(tail)[-3:]
-        raise PatcherError(
-            f"patch.sh {target} failed with exit code {returncode}: " + " | ".join(shown),
-            hint=where,
-        )
+        shown = failed[-3:] or list(seen.tail)[-3:]
+        raise failure(f"patch.sh {target} failed with exit code {returncode}: " + " | ".join(shown))
     if failed:
-        raise PatcherError(
-            f"patch.sh {target} reported failed patches: " + " | ".join(failed[:3]),
-            hint=where,
-        )
+        raise failure(f"patch.sh {target} reported failed patches: " + " | ".join(failed[:3]))
     rejects = sorted(str(p.relative_to(staging)) for p in staging.rglob("*.rej"))
     if rejects:
-        raise PatcherError(
-            f"patch.sh {target} left rejected hunks: " + ", ".join(rejects[:5]), hint=where
-        )
+        raise failure(f"patch.sh {target} left rejected hunks: " + ", ".join(rejects[:5]))
     output = staging / contract.output_name(target, expectations)
     if not output.is_dir():
-        raise PatcherError(
-            f"patch.sh {target} exited 0 but did not create {output.name}", hint=where
-        )
+        raise failure(f"patch.sh {target} exited 0 but did not create {output.name}")
     logger.info("patch.sh done", output=str(output))
     return output

@@ -15,29 +15,28 @@
     -> artifact (deterministic, manifest, NAR hash, store path) renamed into --out
 
 All scratch work happens in a hidden folder inside ``--out`` (:mod:`vgpubuild.outfolder`).
-Whatever goes wrong, including Ctrl-C, that folder is removed and ``--out`` is left as it
-was.
+Whatever goes wrong, including Ctrl-C, SIGTERM or SIGHUP, that folder is removed and
+``--out`` is left as it was; the folder of a run that was killed outright is removed by the
+next run. Concurrent builds into one ``--out`` take turns only to put the artifact in place.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from vgpubuild import log, migration, releasexml
-from vgpubuild.artifact import BuildResult, RepackedRun, finalise
+from vgpubuild.artifact import BuildResult, finalise
 from vgpubuild.artifactcache import ArtifactCache
-from vgpubuild.atomic import atomic_dir
+from vgpubuild.atomic import install_dir
 from vgpubuild.cache import Cache
 from vgpubuild.config import BuildConfig
 from vgpubuild.errors import PatcherError, XmlConfigError
 from vgpubuild.fetch import FetchOptions
 from vgpubuild.nixhash import hash_file
-from vgpubuild.outfolder import check_dest, move_run, prepare_out, sigint_deferred, work_dir
+from vgpubuild.outfolder import check_dest, move_run, placing, session
 from vgpubuild.patchercontract import Contract, read_contract
 from vgpubuild.patchertree import fetch_patcher, require_cached_offline
 from vgpubuild.patchrun import run_patch
@@ -74,11 +73,7 @@ def build(
     """
     logger = log.get_logger(stage="pipeline")
     out = Path(out).absolute()
-    created = prepare_out(out)
-    work: Path | None = None
-    succeeded = False
-    try:
-        work = work_dir(out)
+    with session(out) as work:
         plan = resolve(
             config,
             patcher_dir=patcher_dir,
@@ -95,17 +90,8 @@ def build(
             logger.info(
                 "same inputs as an earlier build: artifact reused", path=str(result.artifact)
             )
-        else:
-            result = _build(plan, out, cache, fetch_options, work, repack)
-        succeeded = True
-        return result
-    finally:
-        with sigint_deferred():
-            if work is not None:
-                shutil.rmtree(work, ignore_errors=True)
-            if created and not succeeded:
-                with contextlib.suppress(OSError):
-                    out.rmdir()  # only if still empty: it was ours
+            return result
+        return _build(plan, out, cache, fetch_options, work, repack)
 
 
 def _build(
@@ -134,7 +120,7 @@ def _build(
     search_path = check_tools(contract, plan.target, plan.patch_sh_args)
     name = contract.output_name(plan.target, expectations)
     dest = out / name
-    replace_old = check_dest(dest)
+    check_dest(dest)  # fail fast; checked again when the artifact is put in place
 
     inputs_dir = work / "inputs"
     inputs_dir.mkdir()
@@ -157,18 +143,18 @@ def _build(
     changes = _edit_vgpuconfig(plan, tree, contract, snapshot)
     apply_patches(plan.patches, tree, search_path)
 
+    # Finished in the work folder; only the final renames happen under --out's lock.
     manifest = plan.manifest(input_records, changes)
+    artifact = finalise(tree, manifest, name=name, build_dirs=[work, out])
     artifacts = ArtifactCache(cache)
-    repacked: RepackedRun | None = None
-    with atomic_dir(dest, replace=replace_old) as tmp:
-        for child in tree.iterdir():
-            os.rename(child, tmp / child.name)
-        artifact = finalise(tmp, manifest, name=name, build_dirs=[work, out])
-        artifacts.store(plan.key, tmp, name, artifact, manifest)
-        if repack:
-            repacked = artifacts.repack(plan.key, tmp, work, name, release.host_version)
-    repacked = move_run(repacked, out)
-    artifacts.remember(plan.key, dest, repacked)
+    artifacts.store(plan.key, tree, name, artifact, manifest)
+    repacked = (
+        artifacts.repack(plan.key, tree, work, name, release.host_version) if repack else None
+    )
+    with placing(out, name) as replace_old:
+        install_dir(tree, dest, replace=replace_old, scratch=work)
+        repacked = move_run(repacked, out)
+        artifacts.remember(plan.key, dest, repacked)
     logger.info("artifact ready", path=str(dest), nar_hash=artifact.nar_hash.sri)
     return BuildResult(
         artifact=dest,

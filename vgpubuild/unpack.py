@@ -113,9 +113,12 @@ def extract_members(
         for pattern, (info, dest) in chosen.items():
             mode = 0o755 if (info.external_attr >> 16) & stat.S_IXUSR else 0o644
             try:
-                with zf.open(info) as src, atomic_file(dest, mode=mode) as dst:
+                with (
+                    zf.open(info) as src,
+                    atomic_file(dest, mode=mode, needed=info.file_size) as dst,
+                ):
                     shutil.copyfileobj(src, dst, CHUNK_SIZE)
-            except (zipfile.BadZipFile, OSError) as exc:
+            except (zipfile.BadZipFile, OSError) as exc:  # a full disk is an OutputError
                 raise InputError(
                     f"member {info.filename!r} of {zip_path.name!r} is damaged: {exc}",
                     hint="Download the zip again; it failed its own checksum.",

@@ -17,10 +17,7 @@ from vgpubuild.errors import HashMismatchError, VgpubuildError
 from vgpubuild.nar import nar_hash
 from vgpubuild.nixhash import Hash, hash_file
 
-_KEPT = (
-    "the file was moved to {kept}; check that you have the right file, or correct the "
-    "expected hash if it is yours"
-)
+_CHECK = "check that you have the right file, or correct the expected hash if it is yours"
 
 
 @dataclass(frozen=True)
@@ -40,17 +37,25 @@ class Pinned:
         note: str = "",
         hint: str | None = None,
         set_aside: Callable[[], Path] | None = None,
+        copied_from: str | os.PathLike[str] | None = None,
         error: type[VgpubuildError] = HashMismatchError,
     ) -> Hash:
         """Return ``got`` when it is the pinned hash; otherwise raise ``error``.
 
         ``set_aside`` moves the bytes out of the way first (quarantine) and returns where
-        they went, which the message then says. ``note`` explains the mismatch in place.
+        they went, which the message then says; ``copied_from`` names the user's file they
+        were copied from, which stays where it is (the message must not say it moved).
+        ``note`` explains the mismatch in place.
         """
         if self.expected is None or got == self.expected:
             return got
         if set_aside is not None:
-            note = _KEPT.format(kept=set_aside())
+            kept = set_aside()
+            if copied_from is not None:
+                note = f"{copied_from} was left as it is, the copy read from it is in {kept}"
+            else:
+                note = f"the file was moved to {kept}"
+            note += f"; {_CHECK}"
         raise error(_message(self.subject, self.expected, got, note), hint=hint)
 
     def check_file(

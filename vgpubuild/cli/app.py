@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from vgpubuild import __version__
-from vgpubuild.errors import Interrupted, VgpubuildError, exit_code_summary
+from vgpubuild.errors import (
+    DiskFullError,
+    Interrupted,
+    VgpubuildError,
+    exit_code_summary,
+    is_disk_full,
+)
 
 HELP = """Build patched NVIDIA vGPU drivers reproducibly, for NixOS and everyone else.
 
@@ -94,13 +101,46 @@ _CLICK_ERROR: type[Exception] = next(
 """click's usage-error base (vendored inside typer in recent releases, so found by name)."""
 
 
-def _on_sigint(_signum: int, _frame: FrameType | None) -> None:
-    raise Interrupted("interrupted", hint="Nothing partial was left at the output.")
+_SIGNAL_WORDS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+
+
+def _on_stop_signal(signum: int, _frame: FrameType | None) -> None:
+    """Ctrl-C, SIGTERM (timeout, systemd, CI cancel) and SIGHUP end the run the same way.
+
+    The first one raises, so every ``finally`` on the way out cleans up (patch.sh's process
+    group is killed, the work folder removed); later ones are ignored until the run has
+    cleaned up, so an impatient second Ctrl-C cannot leave half a folder behind.
+    """
+    for sig in _SIGNAL_WORDS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(
+        f"interrupted ({_SIGNAL_WORDS[signal.Signals(signum)]})",
+        hint="Nothing partial was left at the output",
+        signum=signum,
+    )
+
+
+def _os_error(exc: OSError) -> VgpubuildError | None:
+    """A last resort for an ``OSError`` no layer turned into a vgpubuild error."""
+    if is_disk_full(exc):
+        where = os.path.dirname(exc.filename) if isinstance(exc.filename, str) else "."
+        return DiskFullError(where or ".")
+    return None
+
+
+def _fail(exc: VgpubuildError) -> NoReturn:
+    if _debug["on"]:
+        traceback.print_exc()
+    from vgpubuild.log import redact
+
+    sys.stderr.write(f"error: {redact(str(exc))}\n")
+    sys.exit(exc.exit_code)
 
 
 def main() -> None:
     """Run the CLI; turn vgpubuild errors into one line on stderr and their exit code."""
-    signal.signal(signal.SIGINT, _on_sigint)
+    for sig in _SIGNAL_WORDS:
+        signal.signal(sig, _on_stop_signal)
     try:
         from vgpubuild.cli.globalopts import hoist
 
@@ -117,15 +157,12 @@ def main() -> None:
         sys.stderr.write(f"error: {message}. Run '{where} --help' for usage.\n")
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     except VgpubuildError as exc:
-        if _debug["on"]:
-            traceback.print_exc()
-        from vgpubuild.log import redact
-
-        sys.stderr.write(f"error: {redact(str(exc))}\n")
-        sys.exit(exc.exit_code)
-    except Exception:
+        _fail(exc)
+    except Exception as exc:
         if _debug["on"]:
             raise
+        if isinstance(exc, OSError) and (known := _os_error(exc)) is not None:
+            _fail(known)
         exc_type, exc_value, _ = sys.exc_info()
         sys.stderr.write(
             f"error: internal error ({exc_type.__name__ if exc_type else '?'}: {exc_value}). "

@@ -143,6 +143,8 @@ FRL_RANGE = (0, 1000)
 """framerateLimit bounds in frames per second; 0 turns the limiter off."""
 
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""A character XML 1.0 cannot hold (control characters, lone surrogates, U+FFFE/U+FFFF)."""
 
 ElementValue = str | dict[str, str]
 """An element's new text, or ``{attribute: value}`` for its attributes."""
@@ -347,4 +349,12 @@ def _scalar(value: Any, path: str, report: _Report) -> str:
             f"{path}{report.suffix} must be a string or a number, not {value!r}",
             hint='Write the text exactly as it goes in the XML, e.g. "0x3C" or "1".',
         )
-    return str(value)
+    text = str(value)
+    if bad := _NOT_XML_CHAR.search(text):
+        raise report(
+            f"{path}{report.suffix} holds the character U+{ord(bad.group()):04X}, which XML "
+            "cannot hold",
+            hint="Remove control characters from the value; XML text holds tab, newline "
+            "and printable characters only.",
+        )
+    return text

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vgpubuild.errors import ConfigError
 from vgpubuild.profiles.settings import ProfileOverride
+from vgpubuild.tables import parse_table
 from vgpubuild.vgpuconfig.model import VgpuConfig
 from vgpubuild.vgpuconfig.vocabulary import CUDA_ELEMENT, parse_number, to_hex
 
@@ -159,15 +159,13 @@ def _toml_value(key: str, value: int | str, where: str) -> str:
     return json.dumps(value)  # a JSON string literal is a valid TOML basic string
 
 
+
 # ------------------------------------------------------------------------------ import
 
 
 def import_unlockrs(text: str, source: str = "profile_override.toml") -> Imported:
     """Read ``profile_override.toml`` with vgpu_unlock-rs's types, for vgpuConfig.xml."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}", hint="Fix the syntax.") from None
+    data = parse_table(text, source, "toml")
     skipped = [
         f"[{name}] (per-VM/per-mdev or custom settings)" for name in data if name != "profile"
     ]

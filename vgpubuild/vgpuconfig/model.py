@@ -123,7 +123,7 @@ class VgpuConfig:
         self.source = source
         self._root = tree.getroot()
         self._writer = SpanWriter(data, self._root, tree.docinfo.encoding or "UTF-8")
-        self._types: dict[int, etree._Element] | None = None
+        self._types: dict[int, list[etree._Element]] | None = None
 
     # ----------------------------------------------------------------- loading
 
@@ -163,24 +163,35 @@ class VgpuConfig:
         return [el for el in self._root if el.tag == "pgpu"]
 
     def find_type(self, profile_id: int) -> etree._Element:
-        """The ``<vgpuType id=ID>``; an unknown id is an error naming the closest ids."""
+        """The ``<vgpuType id=ID>``; an unknown id is an error naming the closest ids.
+
+        An id used twice is an error too: editing only one of them, silently, would leave
+        the driver with whichever it reads, and guessing is not an option.
+        """
         index = self._type_index()
-        found = index.get(profile_id)
-        if found is None:
+        found = index.get(profile_id, [])
+        if not found:
             raise XmlConfigError(
                 f"{self.source} has no profile (vgpuType) with id {profile_id}",
                 hint=f"{suggest_ids(profile_id, list(index))} "
                 "List them with: vgpubuild profiles list --xml FILE.",
             )
-        return found
+        if len(found) > 1:
+            lines = " and ".join(str(el.sourceline) for el in found[:2])
+            raise XmlConfigError(
+                f"{self.source} has {len(found)} profiles (vgpuType) with id {profile_id} "
+                f"(lines {lines}), so it is not clear which one to use",
+                hint="Remove or renumber the duplicate; profile ids must be unique.",
+            )
+        return found[0]
 
-    def _type_index(self) -> dict[int, etree._Element]:
+    def _type_index(self) -> dict[int, list[etree._Element]]:
         if self._types is None:
             self._types = {}
             for el in self.type_elements():
                 number = parse_number(el.get("id"))
                 if number is not None:
-                    self._types.setdefault(number, el)
+                    self._types.setdefault(number, []).append(el)
         return self._types
 
     @property
