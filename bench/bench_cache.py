@@ -72,7 +72,7 @@ def main() -> int:
             store = work / f"store-{compression}"
             path = subprocess.run(
                 ["nix-store", "--store", str(store), "--add-fixed", "--recursive", "sha256", str(art)],
-                env=env, capture_output=True, text=True, check=True,
+                env=env, capture_output=True, text=True, errors="backslashreplace", check=True,
             ).stdout.strip()  # fmt: skip
             ours_cache, nix_cache = work / f"ours-{compression}", work / f"nix-{compression}"
             ours = timed(

@@ -105,7 +105,7 @@ def timed(label: str, action, runs: int = RUNS) -> float:  # type: ignore[no-unt
 
 def peak_rss(cmd: list[str]) -> int:
     proc = run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd])
-    return int(proc.stderr.decode().rsplit("MAXRSS ", 1)[1].split()[0])
+    return int(proc.stderr.decode(errors="backslashreplace").rsplit("MAXRSS ", 1)[1].split()[0])
 
 
 def main() -> None:

@@ -238,7 +238,7 @@ def test_adding_to_a_cache_nix_made_keeps_every_file_of_it(tmp_path: Path) -> No
     (tmp_path / "by-nix" / "f").write_text("copied by nix\n")
     theirs = subprocess.run(
         [nix_store, "--store", str(source), "--add", str(tmp_path / "by-nix")],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, errors="backslashreplace", check=True,
     ).stdout.strip()  # fmt: skip
     cache = tmp_path / "cache"
     subprocess.run(

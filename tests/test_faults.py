@@ -73,7 +73,7 @@ def env_for(tmp: Path, **extra: str) -> dict[str, str]:
 
 def run(cmd: list[str], env: dict[str, str]) -> Result:
     proc = subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=300)
-    return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), proc.stdout)
+    return Result(proc.returncode, proc.stdout.decode(errors="backslashreplace"), proc.stderr.decode(errors="backslashreplace"), proc.stdout)
 
 
 def built(r: Result) -> dict[str, str]:
@@ -156,7 +156,7 @@ def test_signal_during_patch_sh_cleans_up_and_stops_its_children(
     assert any(out.iterdir())  # the build was under way inside --out
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
-    line = one_error(Result(proc.returncode, stdout.decode(), stderr.decode(), stdout), code)
+    line = one_error(Result(proc.returncode, stdout.decode(errors="backslashreplace"), stderr.decode(errors="backslashreplace"), stdout), code)
     assert f"interrupted ({word})" in line
     nothing_left(tmp_path, out, [])
     for pid in children:  # patch.sh and its sleep, by their own pids
@@ -411,7 +411,7 @@ class Tmpfs:
         proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
                               capture_output=True, check=False)  # fmt: skip
         if proc.returncode != 0:
-            reason = proc.stderr.decode().strip()
+            reason = proc.stderr.decode(errors="backslashreplace").strip()
             message = f"cannot mount a tmpfs ({reason}); the full-disk tests need root"
             if IN_CI and os.geteuid() == 0:
                 pytest.fail(message)

@@ -95,7 +95,7 @@ def test_snippet_names_the_run_and_its_flat_hash_and_nix_agrees(
     evaluated = json.loads(
         subprocess.run(
             [nix_instantiate, "--eval", "--strict", "--json", "-E", "{\n" + snippet + "}"],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True, errors="backslashreplace", check=True,
         ).stdout
     )  # fmt: skip
     assert evaluated == {
@@ -113,7 +113,7 @@ def test_snippet_names_the_run_and_its_flat_hash_and_nix_agrees(
     assert f"nix-store --add-fixed sha256 {run}" in snippet and store_path in snippet
     added = subprocess.run(
         [nix_store, "--store", str(tmp_path / "store"), "--add-fixed", "sha256", str(run)],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, errors="backslashreplace", check=True,
     ).stdout.strip()  # fmt: skip
     assert added == store_path
     # ... which is where requireFile (a flat fixed-output derivation) with that name and
@@ -124,7 +124,7 @@ def test_snippet_names_the_run_and_its_flat_hash_and_nix_agrees(
     )
     out_path = subprocess.run(
         [nix_instantiate, "--eval", "--json", "-E", expr, "--store", str(tmp_path / "eval")],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, errors="backslashreplace", check=True,
     ).stdout  # fmt: skip
     assert json.loads(out_path) == store_path
 

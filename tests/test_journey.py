@@ -58,7 +58,7 @@ def test_add_puts_the_zip_where_require_file_finds_it(tmp_path: Path, nix_store:
     assert out["in_nix_store"] and out["name"] == ZIP_NAME
     fixed = subprocess.run(
         [nix_store, "--print-fixed-path", "sha256", digest.hex, ZIP_NAME],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, errors="backslashreplace", check=True,
     ).stdout.strip()
     drv_path = None
     try:
@@ -82,7 +82,7 @@ def test_add_puts_the_zip_where_require_file_finds_it(tmp_path: Path, nix_store:
         assert "will be built" not in built.stderr
         drv_path = subprocess.run(
             ["nix-instantiate", str(tmp_path / f"{ZIP_NAME}.nix")],
-            capture_output=True, text=True, check=False,
+            capture_output=True, text=True, errors="backslashreplace", check=False,
         ).stdout.strip()
     finally:
         # The store is the machine's: leave it as it was (both paths are unreferenced).
@@ -95,7 +95,7 @@ def test_prefetch_prints_what_nix_prefetch_url_prints(tmp_path: Path, nix_store:
     reference = require_tool("nix-prefetch-url")
     src, _, digest = _user_release(tmp_path)
     nix32, ref_path = subprocess.run(
-        [reference, "--print-path", src.as_uri()], capture_output=True, text=True, check=True
+        [reference, "--print-path", src.as_uri()], capture_output=True, text=True, errors="backslashreplace", check=True
     ).stdout.split()
     try:
         alone = run_cli("prefetch", src.as_uri(), env=_env(tmp_path))
@@ -131,7 +131,7 @@ def test_hash_takes_nixs_names_several_files_and_stdin(tmp_path: Path) -> None:
     def reference(*args: str, data: bytes | None = None) -> list[str]:
         return subprocess.run(
             [nix, "hash", *args], input=data, capture_output=True, check=True
-        ).stdout.decode().split()
+        ).stdout.decode(errors="backslashreplace").split()
 
     r = run_cli("hash", "file", "--to", "base32", str(a), "-", str(b), input=piped)
     assert r.exit_code == 0, r.stderr

@@ -126,7 +126,7 @@ def test_the_learned_unknown_option_is_what_patch_sh_ignores(
         ["bash", str(shapes["550.90"].patcher_dir / "patch.sh"), "--zstd", "nosuchtarget"],
         cwd=tmp_path,
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         check=False,
     )
     assert "Unknown option --zstd" in proc.stdout

@@ -47,7 +47,7 @@ def run_patch_sh(inputs: DemoInputs, work: Path, args: list[str], edit: object =
         ["bash", "patch.sh", *args, "vgpu-kvm"],
         cwd=folder,
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

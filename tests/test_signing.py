@@ -178,7 +178,7 @@ def test_nix_signs_a_path_with_the_same_bytes_and_we_verify_it(tmp_path: Path) -
             str(tmp_path / "tree"),
         ],
         capture_output=True,
-        text=True,
+        text=True, errors="backslashreplace",
         check=True,
     ).stdout.strip()
     subprocess.run(
@@ -188,7 +188,7 @@ def test_nix_signs_a_path_with_the_same_bytes_and_we_verify_it(tmp_path: Path) -
         subprocess.run(
             [nix, "path-info", "--store", store, "--json", path],
             capture_output=True,
-            text=True,
+            text=True, errors="backslashreplace",
             check=True,
         ).stdout
     )

@@ -117,7 +117,7 @@ def test_store_b_gets_the_identical_path_by_substitution(
     (path_info,) = json.loads(
         subprocess.run(
             [nix, "path-info", "--store", str(store_b), "--json", fleet.out],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True, errors="backslashreplace", check=True,
         ).stdout
     )  # fmt: skip
     assert path_info["narHash"] == nar_hash(fleet.out).sri

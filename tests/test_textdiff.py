@@ -21,7 +21,7 @@ def _gnu_body(before: bytes, after: bytes, tmp_path: Path) -> str:
     (tmp_path / "a").write_bytes(before)
     (tmp_path / "b").write_bytes(after)
     out = subprocess.run([diff, "-u", "a", "b"], cwd=tmp_path, capture_output=True, check=False)
-    return out.stdout.decode().split("\n", 2)[2]  # without the two header lines
+    return out.stdout.decode(errors="backslashreplace").split("\n", 2)[2]  # without the two header lines
 
 
 CASES = [
