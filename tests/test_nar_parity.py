@@ -18,17 +18,21 @@ import pytest
 from conftest import run_cli
 from treegen import (
     MIB,
+    bench_tree,
     cli_cmd,
     deep_tree,
+    driver_tree,
     forget,
     mixed_tree,
     names_tree,
     nix,
     stream_digest,
+    tiny_tree,
     write_file,
 )
 
 from vgpubuild import nar
+from vgpubuild.readahead import BUFFER_SIZE
 
 LARGE = 120 * MIB
 
@@ -44,8 +48,28 @@ CASES: dict[str, Callable[[Path], Path]] = {
     "deep-nesting": lambda d: deep_tree(d / "deep", depth=60),
     "byte-order-names": lambda d: names_tree(d / "names"),
     "mixed-tree": lambda d: mixed_tree(d / "mixed"),
+    # The benchmark's shapes, small: many files of Pareto sizes, a driver (a few big
+    # files, many small ones, library symlinks), thousands of tiny files.
+    "bench-tree": lambda d: bench_tree(d / "bench", files=300, total=24 * MIB),
+    "driver-shaped": lambda d: driver_tree(d / "driver", scale=0.02),
+    "tiny-files": lambda d: tiny_tree(d / "tiny", files=2000),
+    "buffer-edges": lambda d: _edges(d / "edges"),
 }
 FILE_CASES = ("empty-file", "small-file", "executable", "large-file")
+
+
+def _edges(root: Path) -> Path:
+    """Files whose sizes sit on every size boundary of the packer (read whole or streamed,
+    the pending bytes spilled, a buffer filled, a dump's sendfile), after names of every
+    length mod 8, so the framing lands at every offset of a buffer."""
+    root.mkdir()
+    sizes = [4095, 4096, 4097, (1 << 16) - 1, 1 << 16, BUFFER_SIZE - 1, BUFFER_SIZE]
+    sizes += [BUFFER_SIZE + 1, 2 * BUFFER_SIZE + 3, nar.SEND_MIN - 1, nar.SEND_MIN]
+    for i, size in enumerate(sizes):
+        write_file(root / f"{i:02d}{'x' * (i % 8)}", size, seed=i, executable=i % 3 == 0)
+    for i in range(300):  # enough small ones to fill more than one buffer with structure
+        write_file(root / f"small{i:03d}", i * 17 % 3000, seed=i)
+    return root
 
 
 def _link(path: Path, target: str) -> Path:

@@ -4,9 +4,8 @@ prints what Nix's own converters print."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -20,12 +19,12 @@ from vgpubuild.nixhash import (
     HASH_FORMS,
     NIX32_ALPHABET,
     Hash,
-    hash_chunks,
+    hash_file,
     nix32_decode,
     nix32_encode,
     nix32_length,
-    readahead,
 )
+from vgpubuild.readahead import BUFFER_SIZE
 
 ALGOS = tuple(DIGEST_SIZES)
 
@@ -131,42 +130,28 @@ def test_a_digest_of_the_wrong_size_is_refused() -> None:
         Hash("sha256", bytes(31))
 
 
-def test_hash_chunks_match_hashlib() -> None:
-    data = bytes(range(256)) * 40000  # 10 MB: several read chunks
-    stream = io.BytesIO(data)
-    chunks = iter(lambda: stream.read(1 << 20), b"")
-    assert hash_chunks(chunks)[0].hex == hashlib.sha256(data).hexdigest()
-    h, size = hash_chunks([data[:5], data[5:]], "md5")
-    assert (h.hex, size) == (hashlib.md5(data).hexdigest(), len(data))
+@pytest.mark.parametrize(
+    "size", [0, 1, BUFFER_SIZE // 2, BUFFER_SIZE - 1, BUFFER_SIZE, BUFFER_SIZE + 1, 5 * BUFFER_SIZE + 7]
+)
+def test_hash_file_matches_hashlib_around_buffer_edges(size: int, tmp_path: Path) -> None:
+    """Small files are hashed without a thread, larger ones through the ring (which has
+    fewer buffers than the largest file needs)."""
+    data = bytes(range(256)) * (size // 256 + 1)
+    path = tmp_path / "f"
+    path.write_bytes(data[:size])
+    for algo in ALGOS:
+        assert hash_file(path, algo).hex == hashlib.new(algo, data[:size]).hexdigest()
 
 
-def test_readahead_reraises_the_producers_error_in_the_consumer() -> None:
-    def failing() -> Iterator[bytes]:
-        yield b"one"
-        raise OSError(5, "Input/output error")
+def test_hash_is_immutable_comparable_and_picklable() -> None:
+    import pickle
 
-    seen = []
-    with pytest.raises(OSError, match="Input/output error"):
-        for chunk in readahead(failing()):
-            seen.append(chunk)
-    assert seen == [b"one"]
-
-
-def test_readahead_stops_and_closes_the_producer_when_the_consumer_stops() -> None:
-    closed = []
-
-    def endless() -> Iterator[bytes]:
-        try:
-            while True:
-                yield b"x"
-        finally:
-            closed.append(True)
-
-    stream = readahead(endless(), depth=1)
-    assert next(stream) == b"x"
-    assert isinstance(stream, Generator)  # readahead is a generator: close() stops it
-    stream.close()
-    assert closed == [True]
+    h = Hash("sha256", bytes(32))
+    with pytest.raises(AttributeError):
+        h.algo = "md5"  # type: ignore[misc]
+    assert h == Hash("sha256", bytes(32)) != Hash("sha256", bytes(31) + b"\1")
+    assert len({h, Hash("sha256", bytes(32))}) == 1
+    assert pickle.loads(pickle.dumps(h)) == h
 
 
 # Parity of `hash convert` with Nix's converters, for every algorithm -------------------

@@ -17,8 +17,24 @@ from pathlib import Path
 MIB = 1 << 20
 
 # Byte order: 'A' < 'a' < 'a-b' < 'a.b' < 'a0'; a locale collation (en_US) orders these
-# differently ('a-b' and 'a.b' next to 'ab', case folded), and non-ASCII sorts by UTF-8 bytes.
-TRICKY_NAMES = ("A", "a", "a-b", "a.b", "a0", "B", "_", "é", "Ω", "z", "~")
+# differently ('a-b' and 'a.b' next to 'ab', case folded), and non-ASCII sorts by UTF-8 bytes:
+# a 4-byte character (F0 ..) before an undecodable byte FF, which code point order (and so
+# sorting Python's str names) gets the other way round.
+TRICKY_NAMES = (
+    "A",
+    "a",
+    "a-b",
+    "a.b",
+    "a0",
+    "B",
+    "_",
+    "é",
+    "Ω",
+    "z",
+    "~",
+    "\U0001f600",
+    os.fsdecode(b"\xff-raw"),
+)
 
 
 def write_file(path: Path, size: int, seed: int = 0, executable: bool = False) -> Path:
@@ -87,6 +103,43 @@ def bench_tree(root: Path, files: int = 3000, total: int = 1 << 30) -> Path:
         folder = root / f"dir{i // 100:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         write_file(folder / f"file{i:05d}.bin", int(weight * scale), seed=i, executable=i % 7 == 0)
+    return root
+
+
+def driver_tree(root: Path, scale: float = 1.0) -> Path:
+    """Shaped like an unpacked vGPU driver: 16 files of 9-40 MiB (kernel modules, libraries,
+    firmware), 2,000 small files (sources, manifests, man pages) and library symlinks.
+
+    About 250 MiB at ``scale=1``; ``scale`` shrinks every file (the parity tests use ~0.01).
+    """
+    rng = random.Random(16)
+    big_sizes = [rng.randint(9 * MIB, 40 * MIB) for _ in range(16)]
+    adjust = 230 * MIB / sum(big_sizes)
+    for i, size in enumerate(big_sizes):
+        folder = root / ("kernel" if i % 3 == 0 else "firmware" if i % 3 == 1 else "lib")
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"nvidia-part{i:02d}.so.550.90.05"
+        write_file(
+            folder / name, max(1, int(size * adjust * scale)), seed=100 + i, executable=i % 2 == 0
+        )
+        if folder.name == "lib":
+            os.symlink(name, folder / f"nvidia-part{i:02d}.so")
+    for i in range(2000):
+        folder = root / "src" / f"mod{i // 50:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = int(rng.paretovariate(1.1) * 2000 * scale) % (400 * 1024)
+        write_file(folder / f"file{i:04d}.c", size, seed=i, executable=i % 97 == 0)
+    return root
+
+
+def tiny_tree(root: Path, files: int = 20_000) -> Path:
+    """``files`` files of 0-1,000 bytes, 200 to a directory: the per-file cost alone."""
+    rng = random.Random(20)
+    for i in range(files):
+        folder = root / f"d{i // 200:03d}"
+        if i % 200 == 0:
+            folder.mkdir(parents=True)
+        (folder / f"f{i:05d}").write_bytes(rng.randbytes(rng.randint(0, 1000)))
     return root
 
 

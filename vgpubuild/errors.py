@@ -11,13 +11,6 @@ Subclasses share their parent's exit code unless they name a failure class of th
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import re
-from collections.abc import Iterator
-from pathlib import Path
-
 
 class VgpubuildError(Exception):
     """Any other expected failure (base class; ``hint`` says what to do)."""
@@ -182,6 +175,8 @@ EXIT_CODES: tuple[type[VgpubuildError], ...] = (
 
 
 def _label(cls: type[VgpubuildError]) -> str:
+    import re  # only --help and the docs need it: not worth every command's start-up
+
     if cls is VgpubuildError:
         return "other failure"
     words = re.findall(r"[A-Z][a-z]*", cls.__name__.removesuffix("Error"))

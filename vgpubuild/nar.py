@@ -4,34 +4,32 @@ A NAR records only what Nix considers content: file bytes, the owner-executable 
 symlink targets and directory entries sorted by the bytes of their names. Modes, owners and
 mtimes are not recorded, which is what makes store paths reproducible.
 
-The tree is walked once, depth-first, with an explicit stack (any depth, no recursion
-limit). The walk yields the NAR's structural bytes and, for each regular file, a
-:class:`Contents` placeholder; consumers then move the file's bytes the cheapest way they
-can: read in chunks for hashing, ``sendfile`` straight to an output descriptor for dumps.
-Memory stays a few chunks whatever the input size.
+One producer (:class:`_Packer`, in a read-ahead thread) walks the tree with calls relative
+to open directory descriptors (no path lookups from the root per file, any depth) and packs
+the NAR into the reused buffers of a :class:`~vgpubuild.readahead.Ring`: the framing and a
+small file's bytes, read with one ``read(size + 1)`` (one byte more tells a grown file),
+go next to each other, so a tree of tiny files costs one hash update or one write per MiB.
+Large files stream through the same buffers. The consumer hashes, writes or yields whole
+buffers. A dump hands large files to the consumer instead, which sends them with
+``sendfile`` (no copy through Python).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
 import os
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
 
+from vgpubuild import readahead
 from vgpubuild.errors import InputError, OutputError
-from vgpubuild.nixhash import (
-    CHUNK_SIZE,
-    READ_SIZE,
-    Hash,
-    check_algo,
-    read_fd,
-    readahead,
-    special_kind,
-)
+from vgpubuild.nixhash import Hash, check_algo, hash_batches, special_kind
+
+TYPE_CHECKING = False  # typing costs ~5 ms of start-up; mypy reads the name as typing's
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any, BinaryIO
+
+    from vgpubuild.readahead import Emit
 
 NAR_MAGIC = b"nix-archive-1"
 
@@ -43,168 +41,353 @@ def nar_string(data: bytes) -> bytes:
 
 _OPEN, _CLOSE = nar_string(b"("), nar_string(b")")
 _TYPE = nar_string(b"type")
-_REGULAR = _OPEN + _TYPE + nar_string(b"regular")
-_EXECUTABLE = nar_string(b"executable") + nar_string(b"")
 _CONTENTS = nar_string(b"contents")
+_REGULAR = _OPEN + _TYPE + nar_string(b"regular")
+_EXECUTABLE = _REGULAR + nar_string(b"executable") + nar_string(b"")
 _SYMLINK = _OPEN + _TYPE + nar_string(b"symlink") + nar_string(b"target")
 _DIRECTORY = _OPEN + _TYPE + nar_string(b"directory")
 _ENTRY = nar_string(b"entry") + _OPEN + nar_string(b"name")
 _NODE = nar_string(b"node")
+_CLOSE_TWICE = _CLOSE + _CLOSE  # a node and the directory entry around it
+_REGULAR_HEAD = _REGULAR + _CONTENTS  # then the size, the contents, _FILE_TAIL[size % 8]
+_EXECUTABLE_HEAD = _EXECUTABLE + _CONTENTS
+_FILE_TAIL = tuple(b"\0" * (-n % 8) + _CLOSE_TWICE for n in range(8))
+_PADDING = tuple(b"\0" * (-n % 8) for n in range(8))
 
-_SEND_CHUNK = 1 << 30
-"""Largest single sendfile call (the kernel caps one call near 2 GiB anyway)."""
+_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+"""Regular files are opened without following a symlink swapped in since the listing and
+without blocking on a fifo; the descriptor's own fstat then decides what it is."""
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+SEND_MIN = 1 << 20
+"""A dump sends files at least this big with ``sendfile``; smaller ones are packed."""
+
+_SLOW_OFFSETS = frozenset((8, 16, 24))
+
+_SMALL = 4096
+"""Files under this size are read with one ``read(size + 1)`` into ``pending``; larger
+ones straight into the ring at a fast offset (see :mod:`vgpubuild.readahead`)."""
+
+_SPILL = 1 << 16
+"""``pending`` moves into the ring once it holds this much."""
+
+_S_IFMT, _S_IFREG, _S_IXUSR = stat.S_IFMT(0o177777), stat.S_IFREG, stat.S_IXUSR
 
 
-@dataclass(frozen=True)
-class Contents:
-    """Where a regular file's bytes go in the NAR: ``size`` bytes read from ``path``."""
+class _Send:
+    """A large file a dump sends itself: an open descriptor, its size, its name."""
 
-    path: bytes
-    size: int
+    __slots__ = ("fd", "shown", "size")
 
-    def open(self) -> int:
-        """Open for reading without following a symlink swapped in since the walk."""
+    def __init__(self, fd: int, size: int, shown: str) -> None:
+        self.fd, self.size, self.shown = fd, size, shown
+
+
+class _Packer:
+    """Writes a NAR into ring buffers and emits ``(index, [views])`` for each full one.
+
+    Structure and small files collect in ``pending`` (appending to a bytearray is the
+    cheapest step Python has), which moves into the ring in pieces of about _SPILL bytes;
+    larger files are read straight into the ring.
+    """
+
+    def __init__(self, ring: readahead.Ring, take: Callable[[], int], emit: Emit) -> None:
+        self._ring, self._take, self.emit = ring, take, emit
+        self.pending = bytearray()
+        self._index = -1
+        self._view = memoryview(b"")
+        self._pos = self._start = self._end = 0
+        self._segments: list[memoryview] = []
+
+    def _next(self) -> None:
+        """Hand over the current buffer and start filling a fresh one."""
+        self._hand_over()
+        self._index = self._take()
+        self._view = self._ring.views[self._index]
+        self._end = self._ring.size
+
+    def _hand_over(self) -> None:
+        if self._pos > self._start:
+            self._segments.append(self._view[self._start : self._pos])
+        if self._segments:
+            self.emit((self._index, self._segments))
+            self._segments = []
+        elif self._index >= 0:
+            self._ring.give(self._index)
+        self._index = -1
+        self._view = memoryview(b"")
+        self._pos = self._start = self._end = 0
+
+    def flush(self) -> None:
+        """Hand over everything packed so far."""
+        self.spill()
+        self._hand_over()
+
+    def spill(self) -> None:
+        """Move ``pending`` into the ring."""
+        rest = memoryview(self.pending)
+        while rest:
+            if self._pos == self._end:
+                self._next()
+            n = min(len(rest), self._end - self._pos)
+            self._view[self._pos : self._pos + n] = rest[:n]
+            self._pos += n
+            rest = rest[n:]
+        rest.release()
+        del self.pending[:]
+
+    def read(self, fd: int, size: int, shown: str) -> None:
+        """Append a regular file's ``size`` bytes; refuse it if that is not its size now."""
+        self.spill()
+        remaining = size
+        while True:
+            pos = self._pos
+            if pos == self._end:
+                self._next()
+                pos = 0
+            elif (pos & 63) in _SLOW_OFFSETS:
+                self._segments.append(self._view[self._start : pos])
+                pos = self._start = (pos + readahead.FAST_ALIGN - 1) & -readahead.FAST_ALIGN
+            room = self._end - pos
+            want = remaining + 1 if remaining < room else room
+            try:
+                n = os.readv(fd, [self._view[pos : pos + want]])
+            except OSError as exc:
+                raise _read_error(shown, exc) from None
+            if n > remaining:
+                raise _changed(shown)
+            self._pos = pos + n
+            remaining -= n
+            if n < want:
+                if remaining:
+                    raise _changed(shown)
+                return
+
+
+def _changed(shown: str) -> InputError:
+    return InputError(
+        f"{shown!r} changed size while it was being read",
+        hint="Run again once nothing is writing to it.",
+    )
+
+
+def _read_error(shown: str, exc: OSError) -> InputError:
+    if isinstance(exc, PermissionError):
+        return InputError(
+            f"cannot read {shown!r}: permission denied",
+            hint="Make the file readable (chmod u+r) or run as its owner.",
+        )
+    return InputError(f"cannot read {shown!r}: {exc.strerror}")
+
+
+def _special(shown: str, mode: int) -> InputError:
+    return InputError(
+        f"{shown!r} is a {special_kind(mode)}, which a NAR cannot contain",
+        hint="Remove it from the tree or pick a tree without it.",
+    )
+
+
+def _open_error(shown: str, exc: OSError) -> InputError:
+    if isinstance(exc, PermissionError):
+        return _read_error(shown, exc)
+    return InputError(f"cannot open {shown!r}: {exc.strerror}")
+
+
+def _list_error(shown: str, exc: OSError) -> InputError:
+    if isinstance(exc, PermissionError):
+        return InputError(
+            f"cannot list directory {shown!r}: permission denied",
+            hint="Make the directory readable (chmod u+rx) or run as its owner.",
+        )
+    return InputError(f"cannot list directory {shown!r}: {exc.strerror}")
+
+
+def _open_dir(name: str | os.PathLike[str], dir_fd: int | None, shown: str) -> int:
+    try:
+        return os.open(name, _O_DIR, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _list_error(shown, exc) from None
+
+
+def _entries(fd: int, shown: str) -> list[tuple[bytes, os.DirEntry[str]]]:
+    """A directory's entries, each with its NAR entry up to the node, in byte order of
+    their names as Nix sorts them (not locale, and not code points: a 4-byte UTF-8 name
+    sorts before an undecodable byte)."""
+    try:
+        with os.scandir(fd) as listing:
+            found = [(os.fsencode(entry.name), entry) for entry in listing]
+    except OSError as exc:
+        raise _list_error(shown, exc) from None
+    found.sort()  # names are unique: the entries themselves are never compared
+    return [(_ENTRY + nar_string(name) + _NODE, entry) for name, entry in found]
+
+
+class _Root:
+    """The path a NAR is made of, opened (a directory or file) or read (a symlink)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.shown = os.fsdecode(path)
         try:
-            return os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except PermissionError:
+            st = os.lstat(path)
+        except FileNotFoundError:
             raise InputError(
-                f"cannot read {_shown(self.path)!r}: permission denied",
-                hint="Make the file readable (chmod u+r) or run as its owner.",
+                f"path {self.shown!r} does not exist", hint="Check the path and try again."
             ) from None
         except OSError as exc:
-            raise InputError(f"cannot open {_shown(self.path)!r}: {exc.strerror}") from None
-
-    def changed(self) -> InputError:
-        return InputError(
-            f"{_shown(self.path)!r} changed size while it was being read",
-            hint="Run again once nothing is writing to it.",
-        )
-
-    def chunks(self, size: int = READ_SIZE) -> Iterator[bytes]:
-        """The file's bytes in ``size`` chunks; refuses a file whose size changed since the walk."""
-        seen = 0
+            raise InputError(f"cannot stat {self.shown!r}: {exc.strerror}") from None
+        self.fd = -1
+        self.target = b""
+        self.is_dir = stat.S_ISDIR(st.st_mode)
         try:
-            for chunk in read_fd(self.open(), size):
-                seen += len(chunk)
-                if seen > self.size:
-                    raise self.changed()
-                yield chunk
-        except OSError as exc:
-            raise InputError(f"cannot read {_shown(self.path)!r}: {exc.strerror}") from None
-        if seen != self.size:
-            raise self.changed()
-
-
-def _shown(path: bytes) -> str:
-    return os.fsdecode(path)
-
-
-def _lstat(path: bytes) -> os.stat_result:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        raise InputError(
-            f"path {_shown(path)!r} does not exist", hint="Check the path and try again."
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot stat {_shown(path)!r}: {exc.strerror}") from None
-
-
-def _names(path: bytes) -> list[bytes]:
-    """Directory entries in byte order of their names, as Nix sorts them (not locale)."""
-    try:
-        return sorted(os.listdir(path))
-    except PermissionError:
-        raise InputError(
-            f"cannot list directory {_shown(path)!r}: permission denied",
-            hint="Make the directory readable (chmod u+rx) or run as its owner.",
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot list directory {_shown(path)!r}: {exc.strerror}") from None
-
-
-def nar_items(path: str | os.PathLike[str]) -> Iterator[bytes | Contents]:
-    """The NAR of ``path`` as structural bytes and :class:`Contents` placeholders.
-
-    Consecutive structure is joined into one ``bytes`` (between two files it is usually a
-    single small piece), which keeps writes and hash updates few.
-    """
-    head = nar_string(NAR_MAGIC)
-    stack: list[tuple[bytes, Iterator[bytes]]] = []  # open directories, names still to do
-    current = os.fsencode(path)
-    while True:
-        st = _lstat(current)
-        mode = st.st_mode
-        complete = True
-        if stat.S_ISREG(mode):
-            head += _REGULAR
-            if mode & stat.S_IXUSR:  # Nix looks at the owner's x bit only
-                head += _EXECUTABLE
-            yield head + _CONTENTS + st.st_size.to_bytes(8, "little")
-            yield Contents(current, st.st_size)
-            head = b"\0" * (-st.st_size % 8) + _CLOSE
-        elif stat.S_ISLNK(mode):
-            head += _SYMLINK + nar_string(os.readlink(current)) + _CLOSE
-        elif stat.S_ISDIR(mode):
-            head += _DIRECTORY
-            stack.append((current, iter(_names(current))))
-            complete = False
-        else:
-            raise InputError(
-                f"{_shown(current)!r} is a {special_kind(mode)}, which a NAR cannot contain",
-                hint="Remove it from the tree or pick a tree without it.",
-            )
-        # Find the next node: close finished entries and directories on the way up.
-        while True:
-            if complete:
-                if not stack:
-                    yield head
-                    return
-                head += _CLOSE  # the ( name ... node ... ) entry around the finished node
-            parent, names = stack[-1]
-            name = next(names, None)
-            if name is None:
-                head += _CLOSE  # the directory itself
-                stack.pop()
-                complete = True
-                continue
-            head += _ENTRY + nar_string(name) + _NODE
-            current = os.path.join(parent, name)
-            break
-
-
-READAHEAD_MIN = 2 * READ_SIZE
-"""Files at least this big are read ahead in a thread while hashed; smaller ones inline,
-where the thread hand-off per chunk costs more than the overlap saves (3,000 files of
-~350 KiB: 1.08 s with read-ahead for everything, 0.93 s inline; Nix 0.94 s)."""
-
-
-def nar_chunks(path: str | os.PathLike[str], *, lean: bool = False) -> Iterator[bytes]:
-    """Yield the NAR of ``path`` in pieces of at most READ_SIZE file bytes.
-
-    ``lean`` reads CHUNK_SIZE pieces without a reader thread: about 2 MiB in flight instead
-    of about 16, for a consumer (a compressor) much slower than the reads anyway.
-    """
-    for item in nar_items(path):
-        if isinstance(item, Contents):
-            if lean:
-                yield from item.chunks(CHUNK_SIZE)
-            elif item.size >= READAHEAD_MIN:
-                yield from readahead(item.chunks())
+            if stat.S_ISLNK(st.st_mode):
+                self.target = os.fsencode(os.readlink(path))
+            elif self.is_dir:
+                self.fd = _open_dir(path, None, self.shown)
+            elif stat.S_ISREG(st.st_mode):
+                self.fd = os.open(path, _O_FILE)
+                st = os.fstat(self.fd)
             else:
-                yield from item.chunks()
+                raise _special(self.shown, st.st_mode)
+        except OSError as exc:
+            raise _open_error(self.shown, exc) from None
+        self.size = st.st_size if self.fd >= 0 and not self.is_dir else 0
+
+
+def _file_head(mode: int, size: int) -> bytes:
+    """A regular file's node up to its contents (Nix looks at the owner's x bit only)."""
+    return (_EXECUTABLE_HEAD if mode & _S_IXUSR else _REGULAR_HEAD) + size.to_bytes(8, "little")
+
+
+def _large(packer: _Packer, fd: int, size: int, shown: str, send_from: int) -> None:
+    """Pack a file too big for ``pending``; ``fd`` is closed or handed over."""
+    if size >= send_from:
+        packer.flush()
+        packer.emit(_Send(fd, size, shown))
+        return
+    try:
+        packer.read(fd, size, shown)
+    finally:
+        os.close(fd)
+
+
+def _walk(root: _Root, packer: _Packer, send_from: int) -> None:
+    """Pack the NAR of ``root``, depth first with an explicit stack (any depth).
+
+    The loop is written out for the common case (a small file: open, fstat, one read,
+    close), which is most of the time on a tree of many files.
+    """
+    pending = packer.pending
+    pending += nar_string(NAR_MAGIC)
+    if not root.is_dir:
+        if root.fd < 0:
+            pending += _SYMLINK + nar_string(root.target) + _CLOSE
         else:
-            yield item
+            _one(packer, root.fd, root.shown, send_from)
+        return
+    read, close, fstat, open_ = os.read, os.close, os.fstat, os.open
+    # Open directories, each with its entries still to do and its name for messages.
+    stack: list[tuple[int, Iterator[tuple[bytes, os.DirEntry[str]]], str]]
+    stack = [(root.fd, iter(()), root.shown)]
+    try:
+        stack[0] = (root.fd, iter(_entries(root.fd, root.shown)), root.shown)
+        pending += _DIRECTORY
+        while stack:
+            fd, entries, where = stack[-1]
+            for head, entry in entries:
+                pending += head
+                try:
+                    if entry.is_file(follow_symlinks=False):
+                        file = open_(entry.name, _O_FILE, dir_fd=fd)
+                        try:
+                            st = fstat(file)
+                            size = st.st_size
+                            mode = st.st_mode
+                            if mode & _S_IFMT != _S_IFREG:
+                                raise _special(f"{where}/{entry.name}", mode)
+                            pending += _EXECUTABLE_HEAD if mode & _S_IXUSR else _REGULAR_HEAD
+                            pending += size.to_bytes(8, "little")
+                            if size < _SMALL:
+                                data = read(file, size + 1)
+                                if len(data) != size:
+                                    raise _changed(f"{where}/{entry.name}")
+                                pending += data
+                            else:
+                                file, owned = -1, file  # _large closes it or hands it over
+                                _large(packer, owned, size, f"{where}/{entry.name}", send_from)
+                        finally:
+                            if file >= 0:
+                                close(file)
+                        pending += _FILE_TAIL[size & 7]
+                        if len(pending) >= _SPILL:
+                            packer.spill()
+                    elif entry.is_dir(follow_symlinks=False):
+                        shown = f"{where}/{entry.name}"
+                        child = _open_dir(entry.name, fd, shown)
+                        stack.append((child, iter(()), shown))
+                        stack[-1] = (child, iter(_entries(child, shown)), shown)
+                        pending += _DIRECTORY
+                        break
+                    elif entry.is_symlink():
+                        target = os.fsencode(os.readlink(entry.name, dir_fd=fd))
+                        pending += _SYMLINK + nar_string(target) + _CLOSE_TWICE
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                        raise _special(f"{where}/{entry.name}", st.st_mode)
+                except OSError as exc:
+                    raise _open_error(f"{where}/{entry.name}", exc) from None
+            else:  # this directory is complete
+                close(stack.pop()[0])
+                pending += _CLOSE_TWICE if stack else _CLOSE  # the directory (and its entry)
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
+
+
+def _one(packer: _Packer, fd: int, shown: str, send_from: int) -> None:
+    """Pack the regular file ``fd`` that is the whole NAR."""
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise _read_error(shown, exc) from None
+    packer.pending += _file_head(st.st_mode, st.st_size)
+    _large(packer, fd, st.st_size, shown, send_from)
+    packer.pending += _PADDING[st.st_size & 7] + _CLOSE
+
+
+_NO_SEND = 1 << 63
+
+
+def _items(path: str | os.PathLike[str], send: bool) -> Iterator[Any]:
+    """The NAR of ``path`` as :func:`vgpubuild.readahead.stream` batches and (``send``)
+    :class:`_Send` items."""
+    root = _Root(path)
+    ring = readahead.Ring()
+
+    def produce(take: Callable[[], int], emit: Emit) -> None:
+        packer = _Packer(ring, take, emit)
+        _walk(root, packer, SEND_MIN if send else _NO_SEND)
+        packer.flush()
+
+    # Half a buffer fits in one with its framing: too little to be worth a thread.
+    small = not root.is_dir and root.size <= ring.size // 2
+    return readahead.stream(ring, produce, threaded=not small)
+
+
+def nar_chunks(path: str | os.PathLike[str]) -> Iterator[memoryview]:
+    """The NAR of ``path`` in pieces (at most a buffer each).
+
+    Each piece is a view of a reused buffer, valid until the next one is asked for: hash
+    it, write it or copy it, but do not keep it.
+    """
+    for item in _items(path, send=False):
+        yield from item[1]
 
 
 def nar_hash_and_size(path: str | os.PathLike[str], algo: str = "sha256") -> tuple[Hash, int]:
     """NAR hash and byte size in one pass (a narinfo needs both)."""
-    h = hashlib.new(check_algo(algo))
-    size = 0
-    for chunk in nar_chunks(path):
-        h.update(chunk)
-        size += len(chunk)
-    return Hash(algo, h.digest()), size
+    check_algo(algo)
+    return hash_batches(_items(path, send=False), algo)
 
 
 def nar_hash(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
@@ -212,33 +395,49 @@ def nar_hash(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
     return nar_hash_and_size(path, algo)[0]
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, data: memoryview | bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
-def _send(out_fd: int, contents: Contents) -> bool:
-    """Copy a file into ``out_fd`` in the kernel; False if sendfile cannot target it."""
-    in_fd = contents.open()
+def _send(out_fd: int, item: _Send) -> None:
+    """Copy a file into ``out_fd`` in the kernel (or, where sendfile cannot, by reads)."""
+    fd, size = item.fd, item.size
     try:
         offset = 0
-        while offset < contents.size:
+        while offset < size:
             try:
-                sent = os.sendfile(out_fd, in_fd, offset, min(contents.size - offset, _SEND_CHUNK))
+                sent = os.sendfile(out_fd, fd, offset, min(size - offset, _SEND_CHUNK))
             except OSError as exc:
-                if offset == 0 and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                    return False
+                if offset == 0 and exc.errno in _NO_SENDFILE:
+                    _copy(out_fd, item)
+                    return
                 raise
             if not sent:
-                raise contents.changed()
+                raise _changed(item.shown)
             offset += sent
-        if os.pread(in_fd, 1, offset):
-            raise contents.changed()
-        return True
+        if os.pread(fd, 1, offset):
+            raise _changed(item.shown)
     finally:
-        os.close(in_fd)
+        os.close(fd)
 
+
+def _copy(out_fd: int, item: _Send) -> None:
+    """The fallback of :func:`_send`: read and write (an O_APPEND output refuses sendfile)."""
+    remaining = item.size
+    while chunk := os.read(item.fd, min(remaining + 1, readahead.BUFFER_SIZE)):
+        if len(chunk) > remaining:
+            raise _changed(item.shown)
+        _write_all(out_fd, chunk)
+        remaining -= len(chunk)
+    if remaining:
+        raise _changed(item.shown)
+
+
+_SEND_CHUNK = 1 << 30
+"""Largest single sendfile call (the kernel caps one call near 2 GiB anyway)."""
+
+_NO_SENDFILE = frozenset((errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP))
 
 _PIPE_SIZE = 1 << 20
 
@@ -250,16 +449,18 @@ def _widen_pipe(fd: int) -> None:
     """
     import fcntl
 
-    with contextlib.suppress(OSError):
+    try:
         if stat.S_ISFIFO(os.fstat(fd).st_mode):
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    except OSError:
+        pass
 
 
 def dump(path: str | os.PathLike[str], out: BinaryIO) -> None:
     """Write the NAR of ``path`` to ``out`` (``nix-store --dump PATH``).
 
-    When ``out`` has a file descriptor, file bytes go through ``sendfile`` (no copy into
-    Python; a pipe or /dev/null costs almost nothing); otherwise through ``out.write``.
+    With a file descriptor, packed buffers are written with one ``write`` each and large
+    files go through ``sendfile``; otherwise everything goes through ``out.write``.
     Failures to write raise :class:`OutputError`, failures to read :class:`InputError`.
     """
     try:
@@ -267,32 +468,22 @@ def dump(path: str | os.PathLike[str], out: BinaryIO) -> None:
         out.flush()
     except (AttributeError, OSError, ValueError):
         out_fd = None
-    if out_fd is not None:
-        _widen_pipe(out_fd)
     try:
         if out_fd is None:
             for chunk in nar_chunks(path):
                 out.write(chunk)
             return
-        pending = b""
-        kernel_copy = True
-        for item in nar_items(path):
-            if not isinstance(item, Contents):
-                pending += item
-                continue
-            _write_all(out_fd, pending)
-            pending = b""
-            kernel_copy = kernel_copy and _send(out_fd, item)
-            if not kernel_copy:
-                for chunk in item.chunks():
-                    _write_all(out_fd, chunk)
-        _write_all(out_fd, pending)
+        _widen_pipe(out_fd)
+        for item in _items(path, send=True):
+            if type(item) is tuple:
+                for segment in item[1]:
+                    _write_all(out_fd, segment)
+            else:
+                _send(out_fd, item)
     except BrokenPipeError:
         raise OutputError(
             "the reader of the NAR closed the pipe before the end",
             hint="Let the receiving command read the whole stream.",
         ) from None
-    except InputError:
-        raise
     except OSError as exc:
         raise OutputError(f"cannot write the NAR: {exc.strerror}") from None

@@ -8,39 +8,32 @@ little-endian number, emitting the most significant 5-bit group first.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import hashlib
 import os
-import queue
-import re
 import stat
-import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Literal
 
 from vgpubuild.errors import InputError, InvalidHashError
 
-HashForm = Literal["sri", "nix32", "base16", "base64"]
+TYPE_CHECKING = False  # typing costs ~5 ms of start-up; mypy reads the name as typing's
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any, Literal
+
+    from vgpubuild.readahead import Batch, Emit
+
+    HashForm = Literal["sri", "nix32", "base16", "base64"]
+
 HASH_FORMS: tuple[HashForm, ...] = ("sri", "nix32", "base16", "base64")
 
 NIX32_ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
 _NIX32_INDEX = {c: i for i, c in enumerate(NIX32_ALPHABET)}
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_ALGO_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
 DIGEST_SIZES = {"md5": 16, "sha1": 20, "sha256": 32, "sha512": 64}
 
 CHUNK_SIZE = 1 << 20
-"""Read size for streaming: large enough that per-call overhead vanishes, small for RSS."""
-
-READ_SIZE = 4 << 20
-"""Read size when a reader thread feeds a hasher: fewer hand-overs between the threads."""
-
-READAHEAD_DEPTH = 2
-"""Chunks a reader thread may hold ahead of the hasher: memory stays ~4 x READ_SIZE."""
-
-_HEX_RE = re.compile(r"[0-9a-fA-F]*")
-_ALGO_RE = re.compile(r"[a-z][a-z0-9]*")
+"""Read size for streaming copies elsewhere: per-call overhead vanishes, memory stays small."""
 
 
 def nix32_length(size: int) -> int:
@@ -70,16 +63,50 @@ def nix32_decode(text: str, size: int) -> bytes:
     return value.to_bytes(size, "little")
 
 
-@dataclass(frozen=True)
-class Hash:
-    """A digest with its algorithm; immutable, comparable, printable in any form."""
+def _b64decode(text: str) -> bytes:
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("invalid base64") from None
 
+
+def _b64encode(digest: bytes) -> str:
+    return binascii.b2a_base64(digest, newline=False).decode()
+
+
+class Hash:
+    """A digest with its algorithm; immutable, comparable, printable in any form.
+
+    A plain class rather than a dataclass: the dataclasses module alone costs a ``hash``
+    command a quarter of its start-up.
+    """
+
+    __slots__ = ("algo", "digest")
     algo: str
     digest: bytes
 
-    def __post_init__(self) -> None:
-        if DIGEST_SIZES.get(self.algo) != len(self.digest):
-            raise InvalidHashError(f"a {self.algo} digest cannot be {len(self.digest)} bytes")
+    def __init__(self, algo: str, digest: bytes) -> None:
+        if DIGEST_SIZES.get(algo) != len(digest):
+            raise InvalidHashError(f"a {algo} digest cannot be {len(digest)} bytes")
+        object.__setattr__(self, "algo", algo)
+        object.__setattr__(self, "digest", digest)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Hash is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Hash):
+            return NotImplemented
+        return self.algo == other.algo and self.digest == other.digest
+
+    def __hash__(self) -> int:
+        return hash((self.algo, self.digest))
+
+    def __repr__(self) -> str:
+        return f"Hash(algo={self.algo!r}, digest={self.digest!r})"
+
+    def __reduce__(self) -> tuple[type[Hash], tuple[str, bytes]]:
+        return Hash, (self.algo, self.digest)
 
     @classmethod
     def parse(cls, text: str, algo: str | None = None) -> Hash:
@@ -97,7 +124,7 @@ class Hash:
             head, found, rest = raw.partition(sep)
             # No hash body contains ':' or '-' (base64 uses '+' and '/'), so any word before
             # one is meant as an algorithm name and must be a known one.
-            if found and _ALGO_RE.fullmatch(head):
+            if found and head[:1].isalpha() and _ALGO_CHARS.issuperset(head):
                 prefix_algo, body, sri = head, rest, sep == "-"
                 break
         if prefix_algo and algo and prefix_algo != algo:
@@ -125,34 +152,28 @@ class Hash:
         if sri:
             if len(body) != b64_len:
                 raise ValueError(f"SRI base64 part must be {b64_len} characters")
-            try:
-                return base64.b64decode(body, validate=True)
-            except binascii.Error:
-                raise ValueError("invalid base64") from None
+            return _b64decode(body)
         if len(body) == size * 2:
-            # fullmatch first: bytes.fromhex would also skip spaces inside the string.
-            if not _HEX_RE.fullmatch(body):
+            # Checked first: bytes.fromhex would also skip spaces inside the string.
+            if not _HEX_DIGITS.issuperset(body):
                 raise ValueError("invalid hex digit")
             return bytes.fromhex(body)
         if len(body) == nix32_length(size):
             return nix32_decode(body, size)
         if len(body) == b64_len:
-            try:
-                return base64.b64decode(body, validate=True)
-            except binascii.Error:
-                raise ValueError("invalid base64") from None
+            return _b64decode(body)
         raise ValueError(f"length {len(body)} fits no encoding")
 
     def format(self, form: HashForm = "sri", *, prefix: bool = False) -> str:
         """Spell the hash; ``prefix`` adds ``algo:`` to the non-SRI forms."""
         if form == "sri":
-            return f"{self.algo}-{base64.b64encode(self.digest).decode()}"
+            return f"{self.algo}-{_b64encode(self.digest)}"
         if form == "nix32":
             body = nix32_encode(self.digest)
         elif form == "base16":
             body = self.digest.hex()
         elif form == "base64":
-            body = base64.b64encode(self.digest).decode()
+            body = _b64encode(self.digest)
         else:
             raise InvalidHashError(f"unknown hash form {form!r}", hint=f"Use one of {HASH_FORMS}.")
         return f"{self.algo}:{body}" if prefix else body
@@ -169,64 +190,6 @@ class Hash:
         return self.sri
 
 
-class _Failed:
-    """An exception raised in the reader thread, carried to the consumer."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-_END = object()
-
-
-def readahead(chunks: Iterable[bytes], depth: int = READAHEAD_DEPTH) -> Iterator[bytes]:
-    """Produce ``chunks`` in a helper thread, at most ``depth`` ahead of the consumer.
-
-    File reads and hashlib updates of large buffers both release the GIL, so a reader
-    thread lets the kernel copy the next chunk while the current one is hashed: the total
-    time becomes max(read, hash) instead of read + hash. Exceptions from the producer are
-    re-raised in the consumer; stopping early (or an error) stops the producer.
-    """
-    slots: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        source = iter(chunks)
-        try:
-            for chunk in source:
-                if not put(chunk):
-                    return
-            put(_END)
-        except BaseException as exc:
-            put(_Failed(exc))
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="vgpubuild-readahead", daemon=True)
-    thread.start()
-    try:
-        while (item := slots.get()) is not _END:
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        # The producer sees ``stop`` within 50 ms unless a read blocks (a silent pipe after
-        # Ctrl-C); then it is left behind as a daemon thread that owns its own fd.
-        thread.join(timeout=1.0)
-
-
 def check_algo(algo: str) -> str:
     """Return ``algo`` if Nix knows it (md5, sha1, sha256, sha512), else raise."""
     if algo not in DIGEST_SIZES:
@@ -236,37 +199,27 @@ def check_algo(algo: str) -> str:
     return algo
 
 
-def hash_chunks(chunks: Iterable[bytes], algo: str = "sha256") -> tuple[Hash, int]:
-    """Hash a stream of byte chunks (read ahead in a thread); returns (hash, byte count)."""
-    h = hashlib.new(check_algo(algo))
+def new_hasher(algo: str = "sha256") -> Any:
+    """A hashlib object for a Nix algorithm (its ``update`` releases the GIL on big data)."""
+    import hashlib  # here: hash convert and friends start faster without OpenSSL
+
+    return hashlib.new(check_algo(algo))
+
+
+def hash_batches(batches: Iterable[Batch], algo: str = "sha256") -> tuple[Hash, int]:
+    """Hash the segments of :func:`vgpubuild.readahead.stream` batches; (hash, byte count)."""
+    h = new_hasher(algo)
     size = 0
-    for chunk in readahead(chunks):
-        h.update(chunk)
-        size += len(chunk)
+    for _, segments in batches:
+        for segment in segments:
+            h.update(segment)
+            size += len(segment)
     return Hash(algo, h.digest()), size
 
 
-def read_fd(fd: int, size: int = READ_SIZE) -> Iterator[bytes]:
-    """Read ``fd`` to its end in ``size`` pieces, then close it (the reader owns it).
-
-    Each chunk is fresh ``bytes``, so it stays valid while the next one is read.
-    """
-    try:
-        while chunk := os.read(fd, size):
-            yield chunk
-    finally:
-        os.close(fd)
-
-
-def hash_file(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
-    """Flat hash of a file: what ``nix-hash --flat`` and ``sha256sum`` compute.
-
-    Symlinks are followed (as ``nix-store --add-fixed`` does). Pipes are read to their end,
-    so ``hash file /dev/stdin`` works; devices and sockets are refused because reading
-    them would never end or cannot work.
-    """
-    check_algo(algo)
-    shown = os.fspath(path)
+def _open_flat(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+    """Open what ``hash file`` may read (a file, or a pipe read to its end)."""
+    shown = os.fsdecode(path)
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
@@ -279,7 +232,7 @@ def hash_file(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
                 f"{shown!r} is a {special_kind(st.st_mode)}, not a regular file",
                 hint="Give a regular file.",
             )
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC), st
     except FileNotFoundError:
         raise InputError(f"file {shown!r} does not exist", hint="Check the path.") from None
     except PermissionError:
@@ -289,10 +242,41 @@ def hash_file(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
         ) from None
     except OSError as exc:
         raise InputError(f"cannot read {shown!r}: {exc.strerror}") from None
+
+
+def hash_file(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
+    """Flat hash of a file: what ``nix-hash --flat`` and ``sha256sum`` compute.
+
+    Symlinks are followed (as ``nix-store --add-fixed`` does). Pipes are read to their end,
+    so ``hash file /dev/stdin`` works; devices and sockets are refused because reading
+    them would never end or cannot work. Read ahead in a thread into reused buffers
+    (:mod:`vgpubuild.readahead`) while the main thread hashes.
+    """
+    from vgpubuild import readahead
+
+    check_algo(algo)
+    fd, st = _open_flat(path)
+    ring = readahead.Ring()
+
+    def produce(take: Callable[[], int], emit: Emit) -> None:
+        try:
+            while True:
+                index = take()
+                view = ring.views[index]
+                pos = 0
+                while pos < ring.size and (n := os.readv(fd, [view[pos:]])):
+                    pos += n  # a pipe delivers in pieces, a file all at once
+                emit((index, [view[:pos]]))
+                if pos < ring.size:
+                    return
+        finally:
+            os.close(fd)
+
+    small = stat.S_ISREG(st.st_mode) and st.st_size < ring.size
     try:
-        return hash_chunks(read_fd(fd), algo)[0]
+        return hash_batches(readahead.stream(ring, produce, threaded=not small), algo)[0]
     except OSError as exc:
-        raise InputError(f"cannot read {shown!r}: {exc.strerror}") from None
+        raise InputError(f"cannot read {os.fsdecode(path)!r}: {exc.strerror}") from None
 
 
 def special_kind(mode: int) -> str:

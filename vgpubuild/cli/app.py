@@ -1,165 +1,62 @@
-"""The ``vgpubuild`` entry point: global options, command registration, error reporting."""
+"""The ``vgpubuild`` entry point: a fast lane, then typer; errors become one line.
+
+A short command's time is mostly start-up, and importing typer alone costs several times
+Python's own start-up. So ``--version`` and the plain forms of the hashing commands (see
+:func:`vgpubuild.cli.hashing.fast_call`) run without typer; everything else goes through
+:mod:`vgpubuild.cli.root`, which builds only the invoked command.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import traceback
-from types import FrameType
-from typing import Annotated, NoReturn
-
-import typer
 
 from vgpubuild import __version__
-from vgpubuild.errors import (
-    DiskFullError,
-    Interrupted,
-    VgpubuildError,
-    exit_code_summary,
-    is_disk_full,
-)
+from vgpubuild.errors import InterruptedError_, VgpubuildError
 
-HELP = """Build patched NVIDIA vGPU drivers reproducibly, for NixOS and everyone else.
-
-Fetches and verifies a release's inputs, runs vGPU-Unlock-patcher's patch.sh, rewrites vgpuConfig.xml (profile overrides, clones) and emits an artifact whose Nix hash and store path are known in advance.
-
-Examples:
-
-  vgpubuild add ./NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
-
-  vgpubuild patch --release 17.3 --out ./result
-
-  vgpubuild profiles show nvidia-333 --xml vgpuConfig.xml
-
-  vgpubuild hash path ./result
-"""
-
-EPILOG = exit_code_summary()
-
-app = typer.Typer(
-    name="vgpubuild",
-    help=HELP,
-    epilog=EPILOG,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-_debug = {"on": False}
+_FAST_GROUPS = frozenset(("hash", "nar", "store"))
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"vgpubuild {__version__}")
-        raise typer.Exit()
+def _dispatch(argv: list[str]) -> int:
+    if argv == ["--version"]:
+        sys.stdout.write(f"vgpubuild {__version__}\n")
+        return 0
+    if argv and argv[0] in _FAST_GROUPS:
+        from vgpubuild.cli.hashing import fast_call
+
+        call = fast_call(argv)
+        if call is not None:
+            call()
+            return 0
+    from vgpubuild.cli import root
+
+    return root.run()
 
 
-@app.callback()
-def root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks and debug logs on errors.")
-    ] = False,
-    log_format: Annotated[
-        str,
-        typer.Option(
-            "--log-format",
-            help="Log style on stderr: auto (readable), console, or json (one object a line).",
-        ),
-    ] = "auto",
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log debug details.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Log warnings only.")] = False,
-) -> None:
-    from vgpubuild import log
-    from vgpubuild.errors import UsageError
-
-    if log_format not in ("auto", "console", "json"):
-        raise UsageError(f"unknown log format {log_format!r}", hint="Use auto, console or json.")
-    _debug["on"] = debug
-    level = log.DEBUG if (verbose or debug) else log.WARNING if quiet else log.INFO
-    log.configure(log_format, level)  # type: ignore[arg-type]
-
-
-def _register_all() -> None:
-    import importlib
-
-    for name in ("gpus", "patch", "profiles", "releases", "fetch", "hash", "nix"):  # help order
-        importlib.import_module(f"vgpubuild.cli.{name}").register(app)
-
-
-_register_all()
-
-
-_CLICK_ERROR: type[Exception] = next(
-    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"
-)
-"""click's usage-error base (vendored inside typer in recent releases, so found by name)."""
-
-
-_SIGNAL_WORDS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
-
-
-def _on_stop_signal(signum: int, _frame: FrameType | None) -> None:
-    """Ctrl-C, SIGTERM (timeout, systemd, CI cancel) and SIGHUP end the run the same way.
-
-    The first one raises, so every ``finally`` on the way out cleans up (patch.sh's process
-    group is killed, the work folder removed); later ones are ignored until the run has
-    cleaned up, so an impatient second Ctrl-C cannot leave half a folder behind.
-    """
-    for sig in _SIGNAL_WORDS:
-        signal.signal(sig, signal.SIG_IGN)
-    raise Interrupted(
-        f"interrupted ({_SIGNAL_WORDS[signal.Signals(signum)]})",
-        hint="Nothing partial was left at the output",
-        signum=signum,
-    )
-
-
-def _os_error(exc: OSError) -> VgpubuildError | None:
-    """A last resort for an ``OSError`` no layer turned into a vgpubuild error."""
-    if is_disk_full(exc):
-        where = os.path.dirname(exc.filename) if isinstance(exc.filename, str) else "."
-        return DiskFullError(where or ".")
-    return None
-
-
-def _fail(exc: VgpubuildError) -> NoReturn:
-    if _debug["on"]:
-        traceback.print_exc()
-    from vgpubuild.log import redact
-
-    sys.stderr.write(f"error: {redact(str(exc))}\n")
-    sys.exit(exc.exit_code)
+def _debug_on() -> bool:
+    root = sys.modules.get("vgpubuild.cli.root")
+    return bool(root is not None and root.debug["on"])
 
 
 def main() -> None:
     """Run the CLI; turn vgpubuild errors into one line on stderr and their exit code."""
-    for sig in _SIGNAL_WORDS:
-        signal.signal(sig, _on_stop_signal)
     try:
-        from vgpubuild.cli.globalopts import hoist
-
-        args = hoist(lambda: typer.main.get_command(app), sys.argv[1:])
-        code = app(args=args, prog_name="vgpubuild", standalone_mode=False)
-    except _CLICK_ERROR as exc:
-        # click's own usage errors (unknown option, missing argument): one line too.
-        ctx = getattr(exc, "ctx", None)
-        where = ctx.command_path if ctx else "vgpubuild"
-        message = exc.format_message().rstrip(".")  # type: ignore[attr-defined]
-        if not message:  # no arguments at all: the help is the answer
-            exc.show()  # type: ignore[attr-defined]
-            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-        sys.stderr.write(f"error: {message}. Run '{where} --help' for usage.\n")
-        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        try:
+            code = _dispatch(sys.argv[1:])
+        except KeyboardInterrupt:  # the fast lane has no signal handler of its own
+            raise InterruptedError_(
+                "interrupted", hint="Nothing partial was left at the output."
+            ) from None
     except VgpubuildError as exc:
-        _fail(exc)
-    except Exception as exc:
-        if _debug["on"]:
+        if _debug_on():
+            import traceback
+
+            traceback.print_exc()
+        from vgpubuild.log import redact
+
+        sys.stderr.write(f"error: {redact(str(exc))}\n")
+        sys.exit(exc.exit_code)
+    except Exception:
+        if _debug_on():
             raise
         if isinstance(exc, OSError) and (known := _os_error(exc)) is not None:
             _fail(known)
@@ -169,4 +66,4 @@ def main() -> None:
             "Run again with --debug and report the traceback.\n"
         )
         sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code)

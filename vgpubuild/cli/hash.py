@@ -1,15 +1,18 @@
-"""``vgpubuild hash|nar|store``: Nix's hashing, NAR and store paths, without Nix."""
+"""``vgpubuild hash|nar|store``: Nix's hashing, NAR and store paths, without Nix.
+
+The typer declarations only; the bodies are in :mod:`vgpubuild.cli.hashing`, where the
+fast lane of :mod:`vgpubuild.cli.app` calls them without loading typer at all.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from vgpubuild.cli.common import JsonFlag, print_json, print_line
-
-if TYPE_CHECKING:
-    from vgpubuild.nixhash import Hash, HashForm
+from vgpubuild.cli import hashing
+from vgpubuild.cli.common import JsonFlag
+from vgpubuild.cli.hashing import FLAT, NAME, OUTPUT, RECURSIVE, TO, TYPE
 
 hash_app = typer.Typer(
     help="Hash files and trees exactly as Nix does.\n\n"
@@ -25,12 +28,10 @@ store_app = typer.Typer(
     no_args_is_help=True,
 )
 
-FORM_HELP = "Output form: sri, nix32 (Nix also calls it base32), base16 or base64."
-FORM_ALIASES = {"base32": "nix32"}
-"""Nix's own names for a form (``nix hash to-base32``, ``nix-hash --base32``)."""
-FormOption = Annotated[str, typer.Option("--to", "--format", "-f", help=FORM_HELP, metavar="FORM")]
+FORM_HELP = "Output form: sri, nix32, base16 or base64."
+FormOption = Annotated[str, typer.Option(*TO, help=FORM_HELP, metavar="FORM")]
 TypeOption = Annotated[
-    str, typer.Option("--type", help="Hash algorithm (sha256, sha512, sha1, md5).", metavar="ALGO")
+    str, typer.Option(*TYPE, help="Hash algorithm (sha256, sha512, sha1, md5).", metavar="ALGO")
 ]
 # Plain str, not Path: typer's Path checks would pre-empt our own one-line errors.
 FilesArg = Annotated[
@@ -41,49 +42,6 @@ TreesArg = Annotated[
 ]
 
 
-def _debug(event: str, **values: object) -> None:
-    """A debug log event (-v); structlog is imported only when it will be shown."""
-    from vgpubuild import log
-
-    if log.is_enabled_for(log.DEBUG):
-        log.get_logger().debug(event, **values)
-
-
-def _as_json(h: Hash, **extra: str) -> dict[str, str]:
-    from vgpubuild.nixhash import HASH_FORMS
-
-    return {**extra, "algo": h.algo, **{f: h.format(f) for f in HASH_FORMS}}
-
-
-def _emit(h: Hash, form: str, as_json: bool, **extra: str) -> None:
-    if as_json:
-        print_json(_as_json(h, **extra))
-    else:
-        print_line(h.format(_check_form(form)))
-
-
-def _emit_all(hashed: list[tuple[str, Hash]], form: str, as_json: bool) -> None:
-    """One line per path, in order (as ``nix hash file A B``); JSON: one object, or a list."""
-    if as_json and len(hashed) > 1:
-        print_json([_as_json(h, path=p) for p, h in hashed])
-        return
-    for path, h in hashed:
-        _emit(h, form, as_json, path=path)
-
-
-def _check_form(form: str) -> HashForm:
-    from vgpubuild.errors import UsageError
-    from vgpubuild.nixhash import HASH_FORMS
-
-    form = FORM_ALIASES.get(form, form)
-    if form not in HASH_FORMS:
-        raise UsageError(
-            f"unknown hash form {form!r}",
-            hint=f"Use one of: {', '.join(HASH_FORMS)} (base32 is nix32).",
-        )
-    return form
-
-
 @hash_app.command("file")
 def hash_file_cmd(
     paths: FilesArg, to: FormOption = "sri", algo: TypeOption = "sha256", as_json: JsonFlag = False
@@ -92,18 +50,7 @@ def hash_file_cmd(
 
     Example: vgpubuild hash file --to base32 NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
     """
-    import time
-
-    from vgpubuild.nixhash import hash_file
-
-    _check_form(to)
-    hashed = []
-    for path in paths:
-        start = time.monotonic()
-        h = hash_file("/dev/stdin" if path == "-" else path, algo)
-        _debug("hashed file", path=path, algo=algo, seconds=round(time.monotonic() - start, 3))
-        hashed.append((path, h))
-    _emit_all(hashed, to, as_json)
+    hashing.hash_file(path, to, algo, as_json)
 
 
 @hash_app.command("path")
@@ -114,18 +61,7 @@ def hash_path_cmd(
 
     Example: vgpubuild hash path ./NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm-patched --to nix32
     """
-    import time
-
-    from vgpubuild.nar import nar_hash
-
-    _check_form(to)
-    hashed = []
-    for path in paths:
-        start = time.monotonic()
-        h = nar_hash(path, algo)
-        _debug("hashed NAR", path=path, algo=algo, seconds=round(time.monotonic() - start, 3))
-        hashed.append((path, h))
-    _emit_all(hashed, to, as_json)
+    hashing.hash_path(path, to, algo, as_json)
 
 
 @hash_app.command("convert")
@@ -135,7 +71,7 @@ def hash_convert_cmd(
     ],
     to: FormOption = "sri",
     algo: Annotated[
-        str | None, typer.Option("--type", help="Algorithm when the hash has no prefix.")
+        str | None, typer.Option(*TYPE, help="Algorithm when the hash has no prefix.")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -143,10 +79,7 @@ def hash_convert_cmd(
 
     Example: vgpubuild hash convert sha256:1r3v22qkypccqifzbww5lrn6hf1chi23m6zzkyvb8bvg457nxslq --to base16
     """
-    from vgpubuild.nixhash import Hash
-
-    _check_form(to)
-    _emit(Hash.parse(value, algo), to, as_json)
+    hashing.hash_convert(value, to, algo, as_json)
 
 
 @nar_app.command("dump")
@@ -156,32 +89,14 @@ def nar_dump_cmd(
     ],
     output: Annotated[
         str | None,
-        typer.Option(
-            "-o", "--output", help="Write to this file instead of stdout.", metavar="FILE"
-        ),
+        typer.Option(*OUTPUT, help="Write to this file instead of stdout.", metavar="FILE"),
     ] = None,
 ) -> None:
     """Write the NAR serialisation of PATH, byte-for-byte as nix-store --dump.
 
     Example: vgpubuild nar dump ./tree > tree.nar
     """
-    import sys
-
-    from vgpubuild import nar
-    from vgpubuild.atomic import atomic_file
-    from vgpubuild.errors import UsageError
-
-    if output is None:
-        if sys.stdout.isatty():
-            raise UsageError(
-                "refusing to write a binary NAR to a terminal",
-                hint="Redirect stdout (> file.nar, | command) or use --output FILE.",
-            )
-        nar.dump(path, sys.stdout.buffer)
-        return
-    with atomic_file(output) as f:
-        nar.dump(path, f)
-    _debug("wrote NAR", path=path, output=output)
+    hashing.nar_dump(path, output)
 
 
 @store_app.command("path")
@@ -190,14 +105,14 @@ def store_path_cmd(
         str, typer.Argument(help="File or directory that would be added.", metavar="PATH")
     ],
     name: Annotated[
-        str | None, typer.Option("--name", help="Store name (default: the path's base name).")
+        str | None, typer.Option(*NAME, help="Store name (default: the path's base name).")
     ] = None,
     flat: Annotated[
-        bool, typer.Option("--flat", help="As nix-store --add-fixed sha256 FILE (file bytes).")
+        bool, typer.Option(*FLAT, help="As nix-store --add-fixed sha256 FILE (file bytes).")
     ] = False,
     recursive: Annotated[
         bool,
-        typer.Option("--recursive", help="As nix-store --add / --add-fixed --recursive (default)."),
+        typer.Option(*RECURSIVE, help="As nix-store --add / --add-fixed --recursive (default)."),
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -205,24 +120,7 @@ def store_path_cmd(
 
     Example: vgpubuild store path --flat NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
     """
-    from vgpubuild.errors import UsageError
-    from vgpubuild.store import Ingestion, path_for
-
-    if flat and recursive:
-        raise UsageError("--flat and --recursive exclude each other", hint="Pick one.")
-    ingestion: Ingestion = "flat" if flat else "recursive"
-    content, store_path = path_for(path, ingestion, name)
-    if as_json:
-        print_json(
-            {
-                "path": path,
-                "ingestion": ingestion,
-                "hash": content.sri,
-                "store_path": store_path,
-            }
-        )
-    else:
-        print_line(store_path)
+    hashing.store_path(path, name, flat, recursive, as_json)
 
 
 def register(app: typer.Typer) -> None:
