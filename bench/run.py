@@ -1,28 +1,36 @@
-"""Run every benchmark under bench/ (files named bench_*.py), one after another.
+"""Run the benchmarks under bench/ (modules named bench_*.py) and print one table.
 
-Each benchmark runs vgpubuild side by side with its reference tool in the same run and
-prints ratios; timing is never asserted in the test suite. ``make bench`` calls this;
-``make bench BENCH_ARGS=fetch`` runs only benchmarks whose name contains "fetch".
+Each module's ``rows()`` times vgpubuild side by side with its reference tool (see
+harness.py: interleaved pairs, ratios pair by pair); timing is never asserted in the test
+suite. ``make bench`` calls this; ``make bench BENCH_ARGS=hash`` runs only the modules
+whose name contains "hash". ``BENCH_PAIRS=11`` counts more pairs (default 7).
 """
 
 from __future__ import annotations
 
-import subprocess
+import importlib
+import platform
 import sys
 from pathlib import Path
+
+from harness import PAIRS, table
 
 
 def main(argv: list[str]) -> int:
     here = Path(__file__).resolve().parent
-    scripts = sorted(here.glob("bench_*.py"))
+    names = sorted(p.stem for p in here.glob("bench_*.py"))
     if argv:
-        scripts = [s for s in scripts if any(word in s.stem for word in argv)]
-    failed = 0
-    for script in scripts:
-        print(f"== {script.stem}", flush=True)
-        failed += subprocess.call([sys.executable, str(script)]) != 0
-    return 1 if failed else 0
+        names = [n for n in names if any(word in n for word in argv)]
+    rows = []
+    for name in names:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        rows += importlib.import_module(name).rows()
+    print(f"\n{platform.node()}: {PAIRS} interleaved pairs per workload (start-up: more), "
+          "medians; ratio = vgpubuild / reference\n")  # fmt: skip
+    print(table(rows))
+    return 0 if all(row.met for row in rows) else 1
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main(sys.argv[1:]))
