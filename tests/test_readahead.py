@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 from treegen import write_file
 
-from vgpubuild import nar, readahead
+from vgpubuild import nar
 from vgpubuild.readahead import Ring, stream
+
+Batch = tuple[int, list[memoryview]]
+Producer = Callable[[Callable[[], int], Callable[[Batch], None]], None]
 
 
 def _address(view: memoryview) -> int:
@@ -25,12 +28,12 @@ def test_buffers_are_page_aligned() -> None:
         assert _address(view) % 4096 == 0
 
 
-def _numbers(count: int, fail_after: int | None = None) -> tuple[Ring, readahead.Producer]:
+def _numbers(count: int, fail_after: int | None = None) -> tuple[Ring, Producer]:
     """A two-buffer ring and a producer writing 0, 1, 2, ... one number per buffer (raising
     before ``fail_after``)."""
     ring = Ring(count=2, size=4096)
 
-    def produce(take: Callable[[], int], emit: readahead.Emit) -> None:
+    def produce(take: Callable[[], int], emit: Callable[[Batch], None]) -> None:
         for n in range(count):
             if n == fail_after:
                 raise OSError(5, "Input/output error")
@@ -61,7 +64,7 @@ def test_a_consumer_that_stops_early_stops_the_producer() -> None:
     cleaned = threading.Event()
     ring = Ring(count=2, size=4096)
 
-    def endless(take: Callable[[], int], emit: readahead.Emit) -> None:
+    def endless(take: Callable[[], int], emit: Callable[[Batch], None]) -> None:
         try:
             while True:
                 emit((take(), []))

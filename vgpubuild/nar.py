@@ -22,14 +22,16 @@ import stat
 
 from vgpubuild import readahead
 from vgpubuild.errors import InputError, OutputError
-from vgpubuild.nixhash import Hash, check_algo, hash_batches, special_kind
+from vgpubuild.nixhash import Hash, check_algo, hash_views, special_kind
 
-TYPE_CHECKING = False  # typing costs ~5 ms of start-up; mypy reads the name as typing's
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # importing typing (and re, which it loads) costs start-up; mypy
+if TYPE_CHECKING:  # reads the name as typing's
     from collections.abc import Callable, Iterator
-    from typing import Any, BinaryIO
+    from typing import BinaryIO, TypeAlias
 
-    from vgpubuild.readahead import Emit
+    from vgpubuild.readahead import Batch
+
+    Item: TypeAlias = "Batch | _Send"  # what the packer hands over
 
 NAR_MAGIC = b"nix-archive-1"
 
@@ -91,7 +93,9 @@ class _Packer:
     larger files are read straight into the ring.
     """
 
-    def __init__(self, ring: readahead.Ring, take: Callable[[], int], emit: Emit) -> None:
+    def __init__(
+        self, ring: readahead.Ring, take: Callable[[], int], emit: Callable[[Item], None]
+    ) -> None:
         self._ring, self._take, self.emit = ring, take, emit
         self.pending = bytearray()
         self._index = -1
@@ -358,13 +362,13 @@ def _one(packer: _Packer, fd: int, shown: str, send_from: int) -> None:
 _NO_SEND = 1 << 63
 
 
-def _items(path: str | os.PathLike[str], send: bool) -> Iterator[Any]:
+def _items(path: str | os.PathLike[str], send: bool) -> Iterator[Item]:
     """The NAR of ``path`` as :func:`vgpubuild.readahead.stream` batches and (``send``)
     :class:`_Send` items."""
     root = _Root(path)
     ring = readahead.Ring()
 
-    def produce(take: Callable[[], int], emit: Emit) -> None:
+    def produce(take: Callable[[], int], emit: Callable[[Item], None]) -> None:
         packer = _Packer(ring, take, emit)
         _walk(root, packer, SEND_MIN if send else _NO_SEND)
         packer.flush()
@@ -381,13 +385,14 @@ def nar_chunks(path: str | os.PathLike[str]) -> Iterator[memoryview]:
     it, write it or copy it, but do not keep it.
     """
     for item in _items(path, send=False):
+        assert not isinstance(item, _Send)  # only a dump asks for those
         yield from item[1]
 
 
 def nar_hash_and_size(path: str | os.PathLike[str], algo: str = "sha256") -> tuple[Hash, int]:
     """NAR hash and byte size in one pass (a narinfo needs both)."""
     check_algo(algo)
-    return hash_batches(_items(path, send=False), algo)
+    return hash_views(nar_chunks(path), algo)
 
 
 def nar_hash(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
@@ -475,11 +480,11 @@ def dump(path: str | os.PathLike[str], out: BinaryIO) -> None:
             return
         _widen_pipe(out_fd)
         for item in _items(path, send=True):
-            if type(item) is tuple:
+            if isinstance(item, _Send):
+                _send(out_fd, item)
+            else:
                 for segment in item[1]:
                     _write_all(out_fd, segment)
-            else:
-                _send(out_fd, item)
     except BrokenPipeError:
         raise OutputError(
             "the reader of the NAR closed the pipe before the end",

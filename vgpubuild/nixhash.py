@@ -9,17 +9,20 @@ little-endian number, emitting the most significant 5-bit group first.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import os
 import stat
 
+from vgpubuild import readahead
 from vgpubuild.errors import InputError, InvalidHashError
 
-TYPE_CHECKING = False  # typing costs ~5 ms of start-up; mypy reads the name as typing's
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # importing typing (and re, which it loads) costs start-up; mypy
+if TYPE_CHECKING:  # reads the name as typing's
+    from _hashlib import HASH
     from collections.abc import Callable, Iterable
-    from typing import Any, Literal
+    from typing import Literal
 
-    from vgpubuild.readahead import Batch, Emit
+    from vgpubuild.readahead import Batch
 
     HashForm = Literal["sri", "nix32", "base16", "base64"]
 
@@ -199,21 +202,18 @@ def check_algo(algo: str) -> str:
     return algo
 
 
-def new_hasher(algo: str = "sha256") -> Any:
+def new_hasher(algo: str = "sha256") -> HASH:
     """A hashlib object for a Nix algorithm (its ``update`` releases the GIL on big data)."""
-    import hashlib  # here: hash convert and friends start faster without OpenSSL
-
     return hashlib.new(check_algo(algo))
 
 
-def hash_batches(batches: Iterable[Batch], algo: str = "sha256") -> tuple[Hash, int]:
-    """Hash the segments of :func:`vgpubuild.readahead.stream` batches; (hash, byte count)."""
+def hash_views(views: Iterable[memoryview], algo: str = "sha256") -> tuple[Hash, int]:
+    """Hash a stream of views (of :mod:`vgpubuild.readahead` buffers); (hash, byte count)."""
     h = new_hasher(algo)
     size = 0
-    for _, segments in batches:
-        for segment in segments:
-            h.update(segment)
-            size += len(segment)
+    for view in views:
+        h.update(view)
+        size += len(view)
     return Hash(algo, h.digest()), size
 
 
@@ -252,13 +252,11 @@ def hash_file(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
     them would never end or cannot work. Read ahead in a thread into reused buffers
     (:mod:`vgpubuild.readahead`) while the main thread hashes.
     """
-    from vgpubuild import readahead
-
     check_algo(algo)
     fd, st = _open_flat(path)
     ring = readahead.Ring()
 
-    def produce(take: Callable[[], int], emit: Emit) -> None:
+    def produce(take: Callable[[], int], emit: Callable[[Batch], None]) -> None:
         try:
             while True:
                 index = take()
@@ -274,7 +272,8 @@ def hash_file(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
 
     small = stat.S_ISREG(st.st_mode) and st.st_size < ring.size
     try:
-        return hash_batches(readahead.stream(ring, produce, threaded=not small), algo)[0]
+        batches = readahead.stream(ring, produce, threaded=not small)
+        return hash_views((view for _, views in batches for view in views), algo)[0]
     except OSError as exc:
         raise InputError(f"cannot read {os.fsdecode(path)!r}: {exc.strerror}") from None
 

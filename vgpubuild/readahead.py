@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import mmap
 
-TYPE_CHECKING = False  # typing costs ~5 ms of start-up; mypy reads the name as typing's
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # importing typing (and re, which it loads) costs start-up; mypy
+if TYPE_CHECKING:  # reads the name as typing's
     from collections.abc import Callable, Iterator
     from queue import SimpleQueue
-    from typing import Any
+    from typing import Any, TypeVar
 
+    T = TypeVar("T")
     Batch = tuple[int, list[memoryview]]
-    Emit = Callable[[object], None]
-    Producer = Callable[[Callable[[], int], Emit], None]
+    """A filled buffer: its index in the ring and the views of it to consume, in order."""
+    Producer = Callable[[Callable[[], int], Callable[[T], None]], None]
 
 BUFFER_SIZE = 1 << 20
 """One buffer: big enough that per-buffer costs vanish, small enough to stay in cache."""
@@ -100,7 +101,7 @@ class _Failed:
 _END = object()
 
 
-def stream(ring: Ring, produce: Producer, threaded: bool = True) -> Iterator[Any]:
+def stream(ring: Ring, produce: Producer[T], threaded: bool = True) -> Iterator[T]:
     """The items ``produce`` emits, in order; it runs in a thread when ``threaded``.
 
     Unthreaded, the producer runs to its end first: for inputs of a buffer or so, where
@@ -109,7 +110,7 @@ def stream(ring: Ring, produce: Producer, threaded: bool = True) -> Iterator[Any
     ``take`` and its own cleanup (closing files) runs.
     """
     if not threaded:
-        items: list[object] = []
+        items: list[T] = []
         produce(ring.take, items.append)
         yield from items
         return
@@ -117,7 +118,7 @@ def stream(ring: Ring, produce: Producer, threaded: bool = True) -> Iterator[Any
     from queue import SimpleQueue
 
     ring._go_threaded()
-    full: SimpleQueue[object] = SimpleQueue()
+    full: SimpleQueue[Any] = SimpleQueue()  # the items, then _END or a _Failed
 
     def run() -> None:
         try:
