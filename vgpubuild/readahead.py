@@ -21,7 +21,7 @@ import mmap
 
 TYPE_CHECKING = False  # importing typing (and re, which it loads) costs start-up; mypy
 if TYPE_CHECKING:  # reads the name as typing's
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Generator
     from queue import SimpleQueue
     from typing import Any, TypeVar
 
@@ -101,7 +101,7 @@ class _Failed:
 _END = object()
 
 
-def stream(ring: Ring, produce: Producer[T], threaded: bool = True) -> Iterator[T]:
+def stream(ring: Ring, produce: Producer[T], threaded: bool = True) -> Generator[T, None, None]:
     """The items ``produce`` emits, in order; it runs in a thread when ``threaded``.
 
     Unthreaded, the producer runs to its end first: for inputs of a buffer or so, where
