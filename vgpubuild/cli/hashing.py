@@ -31,6 +31,8 @@ RECURSIVE = ("--recursive",)
 
 def _debug(event: str, **values: object) -> None:
     """A debug log event (-v); structlog is imported only when it will be shown."""
+    if "vgpubuild.log" not in sys.modules:
+        return  # nothing configured logging (-v does): the default level hides debug
     from vgpubuild import log
 
     if log.is_enabled_for(log.DEBUG):
