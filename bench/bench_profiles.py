@@ -1,23 +1,19 @@
-"""Benchmark: 50 profile overrides + 20 clones on a 1,000-profile / 200-pGPU vgpuConfig.xml.
+"""50 profile overrides + 20 clones on a 1,000-profile / 200-pGPU vgpuConfig.xml.
 
-vgpubuild (one process: ``vgpubuild profiles apply``, and the library call
-``apply_edits`` on its own) against the chain vgpu4nixos/VUP run: one ``sed -i`` per
-vcfgclone (VUP's sed program), then xmlstarlet for the overrides, measured two ways:
-one ``xmlstarlet ed`` per value (the brief's chain) and vgpu4nixos's single ``xmlstarlet
-ed -P`` with every ``-u``. The outputs are checked to parse to equal trees before timing
-counts. Peak RSS via GNU time. Everything happens in a temporary folder.
-
-Usage: .venv/bin/python bench/bench_profiles.py
+``vgpubuild profiles apply`` (one process) against the chain vgpu4nixos/VUP run: one
+``sed -i`` per vcfgclone (VUP's sed program), then vgpu4nixos's single ``xmlstarlet ed -P``
+with every ``-u``. (The chain with one ``xmlstarlet ed`` per value takes ~45 s a run, too
+long for seven pairs; ``chain_script(per_value=True)`` writes it for a run by hand.) The
+outputs are checked to parse to equal trees (c14n) before timing counts. Target: vgpubuild
+no slower. Everything happens in a temporary folder.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import xmlgen  # noqa: E402
+from harness import VGPUBUILD, Row, Run, Workload, measure  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from vgpubuild.profiles.edits import apply_edits  # noqa: E402
-from vgpubuild.profiles.settings import parse_clone_map, parse_overrides  # noqa: E402
-from vgpubuild.vgpuconfig.model import VgpuConfig  # noqa: E402
-
-RUNS = 5
+from vgpubuild.vgpuconfig import VgpuConfig  # noqa: E402
 
 
 Overrides = dict[str, dict[str, Any]]
@@ -67,48 +60,29 @@ def workload(data: bytes) -> tuple[Overrides, Clones]:
     return overrides, clones
 
 
-def run(cmd: list[str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(cmd, check=True, capture_output=True)
-
-
-def reference_chain(xml: Path, overrides: Overrides, clones: Clones, per_value: bool) -> None:
+def chain_script(src: Path, xml: Path, overrides: dict[str, dict], clones: list,
+                 per_value: bool) -> str:  # fmt: skip
+    """The reference chain as a shell script: copy, one ``sed -i`` per clone (VUP's
+    vcfgclone), then xmlstarlet for the overrides, once with every ``-u`` (vgpu4nixos's
+    command) or once per value."""
+    lines = [f"cp {shlex.quote(str(src))} {shlex.quote(str(xml))}"]
     for (dev, sub), new in clones:
-        run(
-            [
-                "sed",
-                *xmlgen.vup_vcfgclone_sed(dev, sub, f"0x{new[:4]}", f"0x{new[5:]}"),
-                "-i",
-                str(xml),
-            ]
-        )
+        sed = xmlgen.vup_vcfgclone_sed(dev, sub, f"0x{new[:4]}", f"0x{new[5:]}")
+        lines.append(shlex.join(["sed", *sed, "-i", str(xml)]))
     args = xmlgen.vgpu4nixos_xmlstarlet(overrides)[2:]
     updates = [args[i : i + 4] for i in range(0, len(args), 4)]
     batches = [[u] for u in updates] if per_value else [updates]
     tmp = xml.with_suffix(".tmp")
     for batch in batches:
-        with tmp.open("wb") as out:
-            flat = [word for update in batch for word in update]
-            subprocess.run(["xmlstarlet", "ed", "-P", *flat, str(xml)], stdout=out, check=True)
-        tmp.replace(xml)
+        flat = [word for update in batch for word in update]
+        command = shlex.join(["xmlstarlet", "ed", "-P", *flat, str(xml)])
+        lines.append(f"{command} > {shlex.quote(str(tmp))} && mv {tmp} {xml}")
+    return "set -e\n" + "\n".join(lines) + "\n"
 
 
-def timed(label: str, action, runs: int = RUNS) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    best = min(times)
-    print(f"{label:<58} best {best:8.3f} s   median {statistics.median(times):8.3f} s")
-    return best
-
-
-def peak_rss(cmd: list[str]) -> int:
-    proc = run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd])
-    return int(proc.stderr.decode(errors="backslashreplace").rsplit("MAXRSS ", 1)[1].split()[0])
-
-
-def main() -> None:
+def rows() -> list[Row]:
+    if shutil.which("xmlstarlet") is None:
+        raise SystemExit("xmlstarlet is not installed: nothing to compare with (make tools)")
     data = xmlgen.large()
     overrides, clones = workload(data)
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -124,50 +98,27 @@ def main() -> None:
             lines += ["display = { width = 1920, height = 1080 }"]
             lines += [f"framerateLimit = {o['framerateLimit']}"]
         config_toml.write_text("\n".join(lines) + "\n")
-        table_clones = {new: f"{dev[2:]}:{int(sub, 16):04X}" for (dev, sub), new in clones}
-        typed_overrides, typed_clones = parse_overrides(overrides), parse_clone_map(table_clones)
 
-        ours_out, ref_out, lib_out = tmp / "ours.xml", tmp / "ref.xml", tmp / "lib.xml"
-        cli = [sys.executable, "-m", "vgpubuild", "profiles", "apply", str(config_toml)]
-        cli += ["--xml", str(src), "-o", str(ours_out)]
+        ours_out, ref_out = tmp / "ours.xml", tmp / "ref.xml"
+        cli = [VGPUBUILD, "profiles", "apply", str(config_toml), "--xml", str(src)]
+        cli += ["-o", str(ours_out)]
 
-        def ours_cli() -> None:
-            run(cli)
+        def same(_a: Run, _b: Run) -> bool:
+            return bool(_canonical(ours_out) == _canonical(ref_out))
 
-        def ours_lib() -> None:
-            config = VgpuConfig.load(src)
-            apply_edits(config, overrides=typed_overrides, clones=typed_clones)
-            config.save(lib_out)
-
-        def chain(per_value: bool):  # type: ignore[no-untyped-def]
-            def go() -> None:
-                shutil.copyfile(src, ref_out)
-                reference_chain(ref_out, overrides, clones, per_value)
-
-            return go
-
-        values = len(xmlgen.vgpu4nixos_xmlstarlet(overrides)[2:]) // 4
-        print(
-            f"file: {len(data) / 1e6:.1f} MB, 1,000 profiles, 200 pGPUs; "
-            f"{len(overrides)} overrides ({values} values), {len(clones)} clones"
+        script = tmp / "chain.sh"
+        script.write_text(chain_script(src, ref_out, overrides, clones, per_value=False))
+        work = Workload(
+            f"profiles apply, {len(overrides)} overrides + {len(clones)} clones, 1,000 profiles",
+            cli,
+            ["sh", str(script)],
+            1.0,
+            reference_name=f"sed x{len(clones)} + xmlstarlet ed -P (vgpu4nixos)",
+            same=same,
         )
-        t_lib = timed("vgpubuild apply_edits (library, in process)", ours_lib)
-        t_cli = timed("vgpubuild profiles apply (whole CLI process)", ours_cli)
-        t_one = timed("sed x20 + one xmlstarlet ed -P (vgpu4nixos's command)", chain(False))
-        canon = [
-            etree.tostring(etree.parse(str(p)), method="c14n") for p in (ours_out, lib_out, ref_out)
-        ]
-        assert canon[0] == canon[1] == canon[2], "outputs differ from the reference chain"
-        t_each = timed(f"sed x20 + xmlstarlet ed per value (x{values})", chain(True), runs=2)
-        print(f"RATIO per-value chain / vgpubuild CLI:      {t_each / t_cli:7.1f}x")
-        print(f"RATIO vgpu4nixos command / vgpubuild CLI:   {t_one / t_cli:7.1f}x")
-        print(f"RATIO per-value chain / vgpubuild library:  {t_each / t_lib:7.1f}x")
-        print(
-            f"peak RSS vgpubuild CLI: {peak_rss(cli) / 1024:.0f} MiB; "
-            f"one xmlstarlet ed: {peak_rss(['xmlstarlet', 'ed', '-P', str(src)]) / 1024:.0f} MiB"
-        )
-        print("outputs: equal canonical trees (vgpubuild CLI, library, reference chain)")
+        measure(work)
+        return [work.row()]
 
 
-if __name__ == "__main__":
-    main()
+def _canonical(path: Path) -> bytes:
+    return bytes(etree.tostring(etree.parse(str(path)), method="c14n"))
