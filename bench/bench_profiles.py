@@ -26,7 +26,6 @@ from lxml import etree  # noqa: E402
 
 from vgpubuild.vgpuconfig import VgpuConfig  # noqa: E402
 
-
 Overrides = dict[str, dict[str, Any]]
 Clones = list[tuple[tuple[str, str], str]]
 
@@ -60,8 +59,9 @@ def workload(data: bytes) -> tuple[Overrides, Clones]:
     return overrides, clones
 
 
-def chain_script(src: Path, xml: Path, overrides: dict[str, dict], clones: list,
-                 per_value: bool) -> str:  # fmt: skip
+def chain_script(
+    src: Path, xml: Path, overrides: Overrides, clones: Clones, per_value: bool
+) -> str:
     """The reference chain as a shell script: copy, one ``sed -i`` per clone (VUP's
     vcfgclone), then xmlstarlet for the overrides, once with every ``-u`` (vgpu4nixos's
     command) or once per value."""

@@ -136,23 +136,6 @@ def measure(work: Workload) -> None:
         work.cleanup()
 
 
-def floor_row(work: Workload, target: float) -> Row:
-    """``work``'s own runs against its SHA-256 floor (the fastest any hasher can be)."""
-    assert work.floor is not None
-    ratios = [r.seconds / work.floor for r in work.ours_runs]
-    median = statistics.median(ratios)
-    return Row(
-        f"{work.name}, against the floor",
-        _seconds(work.ours_runs),
-        f"SHA-256 floor {work.floor:.3f} s",
-        f"{median:.2f}x",
-        f"{min(ratios):.2f}-{max(ratios):.2f}x",
-        f"{work.floor:.3f} s",
-        f"<= {target:.2f}x",
-        median <= target,
-    )
-
-
 def rss_row(name: str, works: list[Workload], limit_mib: float) -> Row:
     """The largest peak RSS of vgpubuild (and of the reference) over ``works``."""
     ours = max(r.rss_mib for w in works for r in w.ours_runs)
