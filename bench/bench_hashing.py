@@ -95,6 +95,21 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
+SRI = "sha256-" + "A" * 43 + "="
+
+
+def _against_python(label: str, args: list[str], target: float) -> Workload:
+    """A command's start-up against the interpreter's own (``python3 -c pass``)."""
+    return Workload(
+        f"start-up: {label}",
+        [VGPUBUILD, *args],
+        [sys.executable, "-c", "pass"],
+        target,
+        reference_name="python3 -c pass",
+        pairs=STARTUP_PAIRS,
+    )
+
+
 def workloads(sha256_speed: float) -> list[Workload]:
     for tool in ("nix-hash", "nix-store"):
         if shutil.which(tool) is None:
@@ -103,7 +118,6 @@ def workloads(sha256_speed: float) -> list[Workload]:
     big, tree, driver, tiny = (data / n for n in ("big.bin", "tree", "driver", "tiny"))
     floors = {p: _nar_size(p) / sha256_speed for p in (tree, driver, tiny)}
     floors[big] = big.stat().st_size / sha256_speed
-    python = sys.executable
     trees = (
         ("3,000 files / 1 GiB", tree, 0.90, 1.00),
         ("driver-shaped, 250 MiB", driver, 1.00, 1.00),
@@ -144,30 +158,9 @@ def workloads(sha256_speed: float) -> list[Workload]:
             same=same_stdout,
             pairs=STARTUP_PAIRS,
         ),
-        Workload(
-            "start-up: vgpubuild --version",
-            [VGPUBUILD, "--version"],
-            [python, "-c", "pass"],
-            3.0,
-            reference_name="python3 -c pass",
-            pairs=STARTUP_PAIRS,
-        ),
-        Workload(
-            "start-up: hash convert",
-            [VGPUBUILD, "hash", "convert", "--to", "nix32", "sha256-" + "A" * 43 + "="],
-            [python, "-c", "pass"],
-            3.0,
-            reference_name="python3 -c pass",
-            pairs=STARTUP_PAIRS,
-        ),
-        Workload(
-            "start-up: vgpubuild --help",
-            [VGPUBUILD, "--help"],
-            [python, "-c", "pass"],
-            8.0,
-            reference_name="python3 -c pass",
-            pairs=STARTUP_PAIRS,
-        ),
+        _against_python("vgpubuild --version", ["--version"], 3.0),
+        _against_python("hash convert", ["hash", "convert", "--to", "nix32", SRI], 3.0),
+        _against_python("vgpubuild --help", ["--help"], 8.0),
     ]
     return works
 

@@ -175,13 +175,29 @@ def _changed(shown: str) -> InputError:
     )
 
 
-def _read_error(shown: str, exc: OSError) -> InputError:
+def _os_error(doing: str, shown: str, exc: OSError, fix: str) -> InputError:
+    """``cannot <doing> '<shown>': <why>``, with ``fix`` as the hint when access was denied."""
     if isinstance(exc, PermissionError):
-        return InputError(
-            f"cannot read {shown!r}: permission denied",
-            hint="Make the file readable (chmod u+r) or run as its owner.",
-        )
-    return InputError(f"cannot read {shown!r}: {exc.strerror}")
+        return InputError(f"cannot {doing} {shown!r}: permission denied", hint=fix)
+    return InputError(f"cannot {doing} {shown!r}: {exc.strerror}")
+
+
+_READABLE = "Make the file readable (chmod u+r) or run as its owner."
+
+
+def _read_error(shown: str, exc: OSError) -> InputError:
+    return _os_error("read", shown, exc, _READABLE)
+
+
+def _open_error(shown: str, exc: OSError) -> InputError:
+    if isinstance(exc, PermissionError):
+        return _read_error(shown, exc)
+    return _os_error("open", shown, exc, _READABLE)
+
+
+def _list_error(shown: str, exc: OSError) -> InputError:
+    fix = "Make the directory readable (chmod u+rx) or run as its owner."
+    return _os_error("list directory", shown, exc, fix)
 
 
 def _special(shown: str, mode: int) -> InputError:
@@ -189,21 +205,6 @@ def _special(shown: str, mode: int) -> InputError:
         f"{shown!r} is a {special_kind(mode)}, which a NAR cannot contain",
         hint="Remove it from the tree or pick a tree without it.",
     )
-
-
-def _open_error(shown: str, exc: OSError) -> InputError:
-    if isinstance(exc, PermissionError):
-        return _read_error(shown, exc)
-    return InputError(f"cannot open {shown!r}: {exc.strerror}")
-
-
-def _list_error(shown: str, exc: OSError) -> InputError:
-    if isinstance(exc, PermissionError):
-        return InputError(
-            f"cannot list directory {shown!r}: permission denied",
-            hint="Make the directory readable (chmod u+rx) or run as its owner.",
-        )
-    return InputError(f"cannot list directory {shown!r}: {exc.strerror}")
 
 
 def _open_dir(name: str | os.PathLike[str], dir_fd: int | None, shown: str) -> int:

@@ -69,30 +69,29 @@ def _emit(h: Hash, form: str, as_json: bool, **extra: str) -> None:
         _line(h.format(_check_form(form)))
 
 
-def hash_file(path: str, to: str = "sri", algo: str = "sha256", as_json: bool = False) -> None:
-    """``hash file``: the flat hash of a file's bytes."""
+def _hash(what: Callable[[str, str], Hash], event: str, path: str, to: str, algo: str,
+          as_json: bool) -> None:  # fmt: skip
     import time
-
-    from vgpubuild.nixhash import hash_file
 
     _check_form(to)
     start = time.monotonic()
-    h = hash_file(path, algo)
-    _debug("hashed file", path=path, algo=algo, seconds=round(time.monotonic() - start, 3))
+    h = what(path, algo)
+    _debug(event, path=path, algo=algo, seconds=round(time.monotonic() - start, 3))
     _emit(h, to, as_json, path=path)
+
+
+def hash_file(path: str, to: str = "sri", algo: str = "sha256", as_json: bool = False) -> None:
+    """``hash file``: the flat hash of a file's bytes."""
+    from vgpubuild.nixhash import hash_file
+
+    _hash(hash_file, "hashed file", path, to, algo, as_json)
 
 
 def hash_path(path: str, to: str = "sri", algo: str = "sha256", as_json: bool = False) -> None:
     """``hash path``: the recursive (NAR) hash of a file or tree."""
-    import time
-
     from vgpubuild.nar import nar_hash
 
-    _check_form(to)
-    start = time.monotonic()
-    h = nar_hash(path, algo)
-    _debug("hashed NAR", path=path, algo=algo, seconds=round(time.monotonic() - start, 3))
-    _emit(h, to, as_json, path=path)
+    _hash(nar_hash, "hashed NAR", path, to, algo, as_json)
 
 
 def hash_convert(
