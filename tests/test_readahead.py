@@ -6,13 +6,15 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from treegen import write_file
 
-from vgpubuild import nar
+from vgpubuild import nar, readahead
+from vgpubuild.errors import OutputError
 from vgpubuild.readahead import Ring, stream
 
 Batch = tuple[int, list[memoryview]]
@@ -99,3 +101,48 @@ def test_nar_reads_of_larger_files_land_at_fast_offsets(
     nar.nar_hash(tree)
     assert len(offsets) >= 40
     assert not set(offsets) & {8, 16, 24}, offsets
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def big_files(tmp_path: Path) -> Path:
+    """Thirty files a dump sends with sendfile, each with a small neighbour."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(30):
+        write_file(tree / f"big{i:02d}", nar.SEND_MIN + i, seed=i)
+        write_file(tree / f"small{i:02d}", 100 + i, seed=i)
+    return tree
+
+
+def test_a_dump_holds_few_files_open(big_files: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files handed to the consumer hold a ring buffer each, so a producer running ahead
+    of a slow reader cannot open the whole tree."""
+    baseline = _open_fds()
+    seen: list[int] = []
+    real_send = nar._send
+
+    def slow_send(out_fd: int, item: nar._Send) -> None:
+        time.sleep(0.01)  # the producer gets every chance to run ahead
+        seen.append(_open_fds() - baseline)
+        real_send(out_fd, item)
+
+    monkeypatch.setattr(nar, "_send", slow_send)
+    with open(os.devnull, "wb") as out:
+        nar.dump(big_files, out)
+    assert len(seen) == 30
+    assert max(seen) <= readahead.BUFFERS + 3  # + the tree's fd, the output, one in hand
+    assert _open_fds() == baseline
+
+
+def test_a_dump_that_fails_leaves_no_file_open(big_files: Path) -> None:
+    baseline = _open_fds()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "wb") as out, pytest.raises(OutputError, match="closed the pipe"):
+        nar.dump(big_files, out)
+    time.sleep(0.2)  # the producer thread notices the stop and ends
+    assert _open_fds() == baseline

@@ -26,12 +26,12 @@ from vgpubuild.nixhash import Hash, check_algo, hash_views, special_kind
 
 TYPE_CHECKING = False  # importing typing (and re, which it loads) costs start-up; mypy
 if TYPE_CHECKING:  # reads the name as typing's
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Generator, Iterator
     from typing import BinaryIO, TypeAlias
 
-    from vgpubuild.readahead import Batch
-
-    Item: TypeAlias = "Batch | _Send"  # what the packer hands over
+    Item: TypeAlias = "tuple[int, list[memoryview], _Send | None]"
+    """What the packer hands over: a buffer's index, the views of it, then (a dump's
+    large file) the file to send after them."""
 
 NAR_MAGIC = b"nix-archive-1"
 
@@ -65,6 +65,7 @@ SEND_MIN = 1 << 20
 """A dump sends files at least this big with ``sendfile``; smaller ones are packed."""
 
 _SLOW_OFFSETS = frozenset((8, 16, 24))
+"""Offsets mod 64 a read must not land at (see :mod:`vgpubuild.readahead`)."""
 
 _SMALL = 4096
 """Files under this size are read with one ``read(size + 1)`` into ``pending``; larger
@@ -83,6 +84,12 @@ class _Send:
 
     def __init__(self, fd: int, size: int, shown: str) -> None:
         self.fd, self.size, self.shown = fd, size, shown
+
+    def close(self) -> None:
+        """Close the file (once) if the dump stopped before sending it."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class _Packer:
@@ -110,11 +117,13 @@ class _Packer:
         self._view = self._ring.views[self._index]
         self._end = self._ring.size
 
-    def _hand_over(self) -> None:
+    def _hand_over(self, send: _Send | None = None) -> None:
         if self._pos > self._start:
             self._segments.append(self._view[self._start : self._pos])
-        if self._segments:
-            self.emit((self._index, self._segments))
+        if send is not None and self._index < 0:
+            self._index = self._take()  # a file in flight holds a buffer too: few are open
+        if self._segments or send is not None:
+            self.emit((self._index, self._segments, send))
             self._segments = []
         elif self._index >= 0:
             self._ring.give(self._index)
@@ -122,10 +131,10 @@ class _Packer:
         self._view = memoryview(b"")
         self._pos = self._start = self._end = 0
 
-    def flush(self) -> None:
-        """Hand over everything packed so far."""
+    def flush(self, send: _Send | None = None) -> None:
+        """Hand over everything packed so far (and then ``send``)."""
         self.spill()
-        self._hand_over()
+        self._hand_over(send)
 
     def spill(self) -> None:
         """Move ``pending`` into the ring."""
@@ -249,8 +258,7 @@ class _Root:
             elif self.is_dir:
                 self.fd = _open_dir(path, None, self.shown)
             elif stat.S_ISREG(st.st_mode):
-                self.fd = os.open(path, _O_FILE)
-                st = os.fstat(self.fd)
+                self.fd = os.open(path, _O_FILE)  # _one checks what it opened
             else:
                 raise _special(self.shown, st.st_mode)
         except OSError as exc:
@@ -266,8 +274,12 @@ def _file_head(mode: int, size: int) -> bytes:
 def _large(packer: _Packer, fd: int, size: int, shown: str, send_from: int) -> None:
     """Pack a file too big for ``pending``; ``fd`` is closed or handed over."""
     if size >= send_from:
-        packer.flush()
-        packer.emit(_Send(fd, size, shown))
+        item = _Send(fd, size, shown)
+        try:
+            packer.flush(item)
+        except BaseException:
+            item.close()  # never handed over (the consumer stopped)
+            raise
         return
     try:
         packer.read(fd, size, shown)
@@ -355,6 +367,9 @@ def _one(packer: _Packer, fd: int, shown: str, send_from: int) -> None:
     except OSError as exc:
         os.close(fd)
         raise _read_error(shown, exc) from None
+    if st.st_mode & _S_IFMT != _S_IFREG:  # swapped since the path was looked at
+        os.close(fd)
+        raise _special(shown, st.st_mode)
     packer.pending += _file_head(st.st_mode, st.st_size)
     _large(packer, fd, st.st_size, shown, send_from)
     packer.pending += _PADDING[st.st_size & 7] + _CLOSE
@@ -363,9 +378,9 @@ def _one(packer: _Packer, fd: int, shown: str, send_from: int) -> None:
 _NO_SEND = 1 << 63
 
 
-def _items(path: str | os.PathLike[str], send: bool) -> Iterator[Item]:
-    """The NAR of ``path`` as :func:`vgpubuild.readahead.stream` batches and (``send``)
-    :class:`_Send` items."""
+def _items(path: str | os.PathLike[str], send: bool) -> Generator[Item, None, None]:
+    """The NAR of ``path`` as :func:`vgpubuild.readahead.stream` items; with ``send``,
+    files of SEND_MIN bytes and more come as :class:`_Send` after the views."""
     root = _Root(path)
     ring = readahead.Ring()
 
@@ -376,7 +391,12 @@ def _items(path: str | os.PathLike[str], send: bool) -> Iterator[Item]:
 
     # Half a buffer fits in one with its framing: too little to be worth a thread.
     small = not root.is_dir and root.size <= ring.size // 2
-    return readahead.stream(ring, produce, threaded=not small)
+    return readahead.stream(ring, produce, threaded=not small, discard=_close_unsent)
+
+
+def _close_unsent(item: Item) -> None:
+    if item[2] is not None:
+        item[2].close()
 
 
 def nar_chunks(path: str | os.PathLike[str]) -> Iterator[memoryview]:
@@ -385,9 +405,12 @@ def nar_chunks(path: str | os.PathLike[str]) -> Iterator[memoryview]:
     Each piece is a view of a reused buffer, valid until the next one is asked for: hash
     it, write it or copy it, but do not keep it.
     """
-    for item in _items(path, send=False):
-        assert not isinstance(item, _Send)  # only a dump asks for those
-        yield from item[1]
+    items = _items(path, send=False)
+    try:
+        for _, views, _ in items:
+            yield from views
+    finally:
+        items.close()  # stops the producer now, not when an exception lets go of us
 
 
 def nar_hash_and_size(path: str | os.PathLike[str], algo: str = "sha256") -> tuple[Hash, int]:
@@ -406,26 +429,35 @@ def _write_all(fd: int, data: memoryview | bytes) -> None:
         data = data[os.write(fd, data) :]
 
 
+def _deliver(out_fd: int, views: list[memoryview], send: _Send | None) -> None:
+    """Write a packed buffer, then the file that follows it (closed whatever happens)."""
+    try:
+        for view in views:
+            _write_all(out_fd, view)
+        if send is not None:
+            _send(out_fd, send)
+    finally:
+        if send is not None:
+            send.close()
+
+
 def _send(out_fd: int, item: _Send) -> None:
     """Copy a file into ``out_fd`` in the kernel (or, where sendfile cannot, by reads)."""
     fd, size = item.fd, item.size
-    try:
-        offset = 0
-        while offset < size:
-            try:
-                sent = os.sendfile(out_fd, fd, offset, min(size - offset, _SEND_CHUNK))
-            except OSError as exc:
-                if offset == 0 and exc.errno in _NO_SENDFILE:
-                    _copy(out_fd, item)
-                    return
-                raise
-            if not sent:
-                raise _changed(item.shown)
-            offset += sent
-        if os.pread(fd, 1, offset):
+    offset = 0
+    while offset < size:
+        try:
+            sent = os.sendfile(out_fd, fd, offset, min(size - offset, _SEND_CHUNK))
+        except OSError as exc:
+            if offset == 0 and exc.errno in _NO_SENDFILE:
+                _copy(out_fd, item)
+                return
+            raise
+        if not sent:
             raise _changed(item.shown)
-    finally:
-        os.close(fd)
+        offset += sent
+    if os.pread(fd, 1, offset):
+        raise _changed(item.shown)
 
 
 def _copy(out_fd: int, item: _Send) -> None:
@@ -480,12 +512,12 @@ def dump(path: str | os.PathLike[str], out: BinaryIO) -> None:
                 out.write(chunk)
             return
         _widen_pipe(out_fd)
-        for item in _items(path, send=True):
-            if isinstance(item, _Send):
-                _send(out_fd, item)
-            else:
-                for segment in item[1]:
-                    _write_all(out_fd, segment)
+        items = _items(path, send=True)
+        try:
+            for _, views, send in items:
+                _deliver(out_fd, views, send)
+        finally:
+            items.close()  # stops the producer now, not when an exception lets go of us
     except BrokenPipeError:
         raise OutputError(
             "the reader of the NAR closed the pipe before the end",

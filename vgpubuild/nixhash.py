@@ -271,11 +271,13 @@ def hash_file(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
             os.close(fd)
 
     small = stat.S_ISREG(st.st_mode) and st.st_size < ring.size
+    batches = readahead.stream(ring, produce, threaded=not small)
     try:
-        batches = readahead.stream(ring, produce, threaded=not small)
         return hash_views((view for _, views in batches for view in views), algo)[0]
     except OSError as exc:
         raise InputError(f"cannot read {os.fsdecode(path)!r}: {exc.strerror}") from None
+    finally:
+        batches.close()
 
 
 def special_kind(mode: int) -> str:

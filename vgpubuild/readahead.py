@@ -9,10 +9,12 @@ reference machine (AMD EPYC) the kernel copies into a destination at 8, 16 or 24
 about 5x slower than at 0 or 32 — which is where a ``bytearray``'s data starts.
 
 The producer is a function given ``take`` (the next free buffer, blocking while the
-consumer holds them all) and ``emit`` (hand an item over). A filled buffer is handed over
-as a batch ``(index, [views of it])``; other items pass through as they are. The consumer
-iterates :func:`stream`; a batch's buffer goes back to the producer when the consumer asks
-for the next item, so a view is valid until then (hash it, write it, never keep it).
+consumer holds them all) and ``emit`` (hand an item over). Every item is a tuple whose
+first element is the index of the buffer it holds: a batch ``(index, [views of it])``, or
+more (the NAR dump adds a file to send). The consumer iterates :func:`stream`; an item's
+buffer goes back to the producer when the consumer asks for the next item, so a view is
+valid until then (hash it, write it, never keep it). Items in flight are bounded by the
+buffers, whatever they carry.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ if TYPE_CHECKING:  # reads the name as typing's
     from queue import SimpleQueue
     from typing import Any, TypeVar
 
-    T = TypeVar("T")
+    T = TypeVar("T", bound=tuple[Any, ...])  # (buffer index, ...)
     Batch = tuple[int, list[memoryview]]
     """A filled buffer: its index in the ring and the views of it to consume, in order."""
     Producer = Callable[[Callable[[], int], Callable[[T], None]], None]
@@ -101,18 +103,29 @@ class _Failed:
 _END = object()
 
 
-def stream(ring: Ring, produce: Producer[T], threaded: bool = True) -> Generator[T, None, None]:
+def stream(
+    ring: Ring,
+    produce: Producer[T],
+    threaded: bool = True,
+    discard: Callable[[T], None] = lambda item: None,
+) -> Generator[T, None, None]:
     """The items ``produce`` emits, in order; it runs in a thread when ``threaded``.
 
     Unthreaded, the producer runs to its end first: for inputs of a buffer or so, where
     starting a thread costs more than it saves. Exceptions in the producer are raised
     here; when the consumer stops early (or fails), the producer is stopped at its next
-    ``take`` and its own cleanup (closing files) runs.
+    ``take`` and its own cleanup (closing files) runs, and items it emitted that were never
+    delivered go to ``discard`` (to close an open file handed over, say).
     """
     if not threaded:
         items: list[T] = []
         produce(ring.take, items.append)
-        yield from items
+        undelivered = iter(items)
+        try:
+            yield from undelivered
+        finally:
+            for item in undelivered:
+                discard(item)
         return
     import threading
     from queue import SimpleQueue
@@ -136,10 +149,12 @@ def stream(ring: Ring, produce: Producer[T], threaded: bool = True) -> Generator
             if type(item) is _Failed:
                 raise item.exc
             yield item
-            if type(item) is tuple:
-                ring.give(item[0])
+            ring.give(item[0])
     finally:
         ring._stop()
         # A read of a regular file returns promptly, so the producer reaches its next
         # ``take`` and ends; a hung network file system leaves it behind as a daemon.
         thread.join(_JOIN_SECONDS)
+        while not full.empty():
+            if type(left := full.get_nowait()) is not _Failed and left is not _END:
+                discard(left)
