@@ -5,11 +5,11 @@ pieces are half pseudo-random, half a repeated pattern (it compresses to about h
 a driver's binaries). Nix gets the same folder from a local store rooted under /tmp
 (``nix-store --add-fixed --recursive``, not timed) and copies it into a cache of its own
 with the same compression. Both run as processes on a warm page cache; the NAR hash and
-store path both caches record must agree. Prints wall time, the ratio ours/Nix, each
-process's peak RSS (GNU time) and the NAR file sizes. Target: peak RSS < 64 MiB.
+store path both caches record must agree. Rows: the ratio ours/Nix (no target: compression
+dominates both), and the largest peak RSS. Target: peak RSS < 64 MiB.
 
 xz is slow (about 1-3 MB/s for both tools here), so it runs on the first
-``BENCH_CACHE_XZ_MIB`` MiB of the files (default 128; 1024 for the whole artifact): its
+``BENCH_CACHE_XZ_MIB`` MiB of the files (default 16; 1024 for the whole artifact): its
 memory does not depend on the size, only its time does.
 """
 
@@ -23,12 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from timing import Timed, timed
+from harness import VGPUBUILD, Row, Run, Workload, measure, rss_row
 
-OURS = [sys.executable, "-m", "vgpubuild"]
 MIB = 1 << 20
 FILES, FILE_MIB = 128, 8
-RSS_TARGET_KIB = 64 << 10
 
 
 def driver_like(root: Path, files: int) -> Path:
@@ -50,19 +48,19 @@ def narinfo_fields(cache: Path) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in narinfo.read_text().splitlines() if ": " in line)
 
 
-def main() -> int:
+def rows() -> list[Row]:
     for tool in ("nix", "nix-store"):
         if shutil.which(tool) is None:
-            print(f"{tool} is not installed; nothing to compare with")
-            return 1
-    xz_files = max(1, int(os.environ.get("BENCH_CACHE_XZ_MIB", "128")) // FILE_MIB)
-    work = Path(tempfile.mkdtemp(prefix="vgpubuild-bench-cache-", dir="/tmp"))
-    env = {**os.environ, "NIX_CONF_DIR": str(work), "NIX_USER_CONF_FILES": ""}
-    (work / "nix.conf").write_text("build-users-group =\nsubstituters =\nexperimental-features = nix-command\n")
-    rows: list[tuple[str, int, Timed, Timed, int, int]] = []
-    mismatches = 0
+            raise SystemExit(f"{tool} is not installed: nothing to compare with (make tools)")
+    xz_files = max(1, int(os.environ.get("BENCH_CACHE_XZ_MIB", "16")) // FILE_MIB)
+    work = Path(tempfile.mkdtemp(prefix="vgpubuild-bench-cache-", dir="/var/tmp"))
+    nix_env = ["env", f"NIX_CONF_DIR={work}", "NIX_USER_CONF_FILES="]
+    (work / "nix.conf").write_text(
+        "build-users-group =\nsubstituters =\nexperimental-features = nix-command\n"
+    )
+    works: list[Workload] = []
     try:
-        print(f"generating {FILES * FILE_MIB} MiB artifact under {work} ...", flush=True)
+        print(f"generating {FILES * FILE_MIB} MiB artifact under {work} ...", file=sys.stderr)
         full = driver_like(work / "NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm-patched", FILES)
         small = work / "xz-part" / full.name
         small.mkdir(parents=True)
@@ -71,43 +69,35 @@ def main() -> int:
         for compression, art in (("none", full), ("zstd", full), ("xz", small)):
             store = work / f"store-{compression}"
             path = subprocess.run(
-                ["nix-store", "--store", str(store), "--add-fixed", "--recursive", "sha256", str(art)],
-                env=env, capture_output=True, text=True, errors="backslashreplace", check=True,
+                [*nix_env, "nix-store", "--store", str(store), "--add-fixed", "--recursive",
+                 "sha256", str(art)],
+                capture_output=True, text=True, errors="backslashreplace", check=True,
             ).stdout.strip()  # fmt: skip
-            ours_cache, nix_cache = work / f"ours-{compression}", work / f"nix-{compression}"
-            ours = timed(
-                [*OURS, "cache", "export", str(art), "--to", str(ours_cache), "--compression", compression],
-                env,
-            )  # fmt: skip
-            theirs = timed(
-                ["nix", "copy", "--from", str(store), "--to",
-                 f"file://{nix_cache}?compression={compression}", path],
-                env,
-            )  # fmt: skip
-            a, b = narinfo_fields(ours_cache), narinfo_fields(nix_cache)
-            if (a["StorePath"], a["NarHash"]) != (b["StorePath"], b["NarHash"]):
-                mismatches += 1
-                print(f"MISMATCH ({compression}): {a['StorePath']} {a['NarHash']} != {b['StorePath']} {b['NarHash']}")
+            caches = {"ours": work / f"ours-{compression}", "ref": work / f"nix-{compression}"}
+
+            def fresh(side: str, caches: dict[str, Path] = caches) -> None:
+                shutil.rmtree(caches[side], ignore_errors=True)
+
+            def same(_a: Run, _b: Run, caches: dict[str, Path] = caches) -> bool:
+                a, b = narinfo_fields(caches["ours"]), narinfo_fields(caches["ref"])
+                return (a["StorePath"], a["NarHash"]) == (b["StorePath"], b["NarHash"])
+
             size = sum(f.stat().st_size for f in art.iterdir()) // MIB
-            rows.append((compression, size, ours, theirs, int(a["FileSize"]), int(b["FileSize"])))
+            work_item = Workload(
+                f"cache export, {size} MiB, {compression}",
+                [VGPUBUILD, "cache", "export", str(art), "--to", str(caches["ours"]),
+                 "--compression", compression],
+                [*nix_env, "nix", "copy", "--from", str(store), "--to",
+                 f"file://{caches['ref']}?compression={compression}", path],
+                None,
+                reference_name="nix copy --to file://",
+                before=fresh,
+                same=same,
+            )  # fmt: skip
+            measure(work_item)
+            works.append(work_item)
             shutil.rmtree(store, ignore_errors=True)
-            shutil.rmtree(ours_cache)
-            shutil.rmtree(nix_cache)
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
         shutil.rmtree(work, ignore_errors=True)
-
-    print()
-    print(f"{'compression':<11} {'MiB':>5} {'ours s':>7} {'nix s':>7} {'ratio':>6} "
-          f"{'ours RSS':>9} {'nix RSS':>8} {'ours file':>10} {'nix file':>10}  RSS < 64 MiB")  # fmt: skip
-    for compression, size, ours, theirs, ours_file, nix_file in rows:
-        print(
-            f"{compression:<11} {size:>5} {ours.seconds:7.1f} {theirs.seconds:7.1f} "
-            f"{ours.seconds / theirs.seconds:6.2f} {ours.rss_kib / 1024:8.1f}M {theirs.rss_kib / 1024:7.1f}M "
-            f"{ours_file / MIB:9.1f}M {nix_file / MIB:9.1f}M  {'yes' if ours.rss_kib < RSS_TARGET_KIB else 'NO'}"
-        )
-    return 1 if mismatches or any(r[2].rss_kib >= RSS_TARGET_KIB for r in rows) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return [w.row() for w in works] + [rss_row("peak RSS, cache export (largest)", works, 64)]

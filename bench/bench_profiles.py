@@ -24,7 +24,7 @@ import xmlgen  # noqa: E402
 from harness import VGPUBUILD, Row, Run, Workload, measure  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from vgpubuild.vgpuconfig import VgpuConfig  # noqa: E402
+from vgpubuild.vgpuconfig.model import VgpuConfig  # noqa: E402
 
 Overrides = dict[str, dict[str, Any]]
 Clones = list[tuple[tuple[str, str], str]]
@@ -33,7 +33,7 @@ Clones = list[tuple[tuple[str, str], str]]
 def workload(data: bytes) -> tuple[Overrides, Clones]:
     """50 overrides on spread-out profiles, 20 clones from sources sed can match."""
     config = VgpuConfig.parse(data)
-    ids = [p.id for p in config.profiles]
+    ids = [profile.id for profile in config.profiles]
     step = len(ids) // 50
     overrides: Overrides = {}
     for n, pid in enumerate(ids[::step][:50]):

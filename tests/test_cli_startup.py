@@ -79,6 +79,26 @@ def test_help_summaries_are_the_commands_own() -> None:
         assert own == command.summary, name
 
 
+def test_every_registered_command_is_listed() -> None:
+    """A command a module registers but COMMANDS does not name could never be invoked."""
+    import importlib
+    import pkgutil
+
+    import typer
+
+    import vgpubuild.cli
+
+    for info in pkgutil.iter_modules(vgpubuild.cli.__path__):
+        module = importlib.import_module(f"vgpubuild.cli.{info.name}")
+        if not hasattr(module, "register"):
+            continue
+        holder = typer.Typer()
+        module.register(holder)
+        for name in typer.main.get_group(holder).commands:
+            assert name in root.COMMANDS, f"{name} (vgpubuild.cli.{info.name}) is not listed"
+            assert root.COMMANDS[name].module == info.name, name
+
+
 def test_typo_in_a_command_name_is_answered_with_a_suggestion() -> None:
     r = run_cli("hsh")
     assert r.exit_code == 2 and "Did you mean 'hash'?" in r.stderr

@@ -143,7 +143,7 @@ def _stage_nar(artifact: Path, nar_dir: Path, scan: NarScan, compression: Compre
     with atomic_file(staged) as f:
         sink = _HashingSink(f)
         with compressor(sink, compression, xz_dict_size=XZ_DICT_SIZE) as packed:
-            for chunk in nar_chunks(artifact, lean=True):
+            for chunk in nar_chunks(artifact):
                 scan.feed(chunk)
                 packed.write(chunk)
     return _Staged(staged, Hash("sha256", sink.digest.digest()), sink.size)

@@ -201,55 +201,33 @@ def exit_code_table() -> str:
     return "\n".join(rows)
 
 
-@contextlib.contextmanager
-def input_error(what: str, hint: str | None = None) -> Iterator[None]:
+class _Reported:
+    """A ``with`` block whose ``OSError`` becomes ``error("<what>: <reason>")``.
+
+    A small class rather than ``contextlib.contextmanager``: every command imports this
+    module, and contextlib (with what it loads) would add to each one's start-up.
+    """
+
+    def __init__(self, error: type[VgpubuildError], what: str, hint: str | None) -> None:
+        self.error, self.what, self.hint = error, what, hint
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, OSError):
+            raise self.error(f"{self.what}: {exc.strerror or exc}", hint=self.hint) from None
+
+
+def input_error(what: str, hint: str | None = None) -> _Reported:
     """Report an ``OSError`` in the block as ``InputError("<what>: <reason>")``.
 
     The one place the reading side turns the OS's words into a vgpubuild error; callers
     that have a better sentence for a particular ``OSError`` catch it inside the block.
     """
-    try:
-        yield
-    except OSError as exc:
-        raise InputError(f"{what}: {exc.strerror or exc}", hint=hint) from None
+    return _Reported(InputError, what, hint)
 
 
-@contextlib.contextmanager
-def output_error(
-    what: str,
-    hint: str | None = None,
-    *,
-    folder: str | os.PathLike[str] | None = None,
-    needed: int | None = None,
-) -> Iterator[None]:
-    """Report an ``OSError`` in the block as ``OutputError("<what>: <reason>")``.
-
-    A full disk becomes a :class:`DiskFullError` naming ``folder`` (default: the folder of
-    the file the OS named) and the ``needed`` bytes when the caller knows them.
-    """
-    try:
-        yield
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise DiskFullError(folder or _folder_of(exc), needed) from None
-        raise OutputError(f"{what}: {exc.strerror or exc}", hint=hint) from None
-
-
-@contextlib.contextmanager
-def disk_full_as_error(folder: str | os.PathLike[str], needed: int | None = None) -> Iterator[None]:
-    """Turn only a "no space left" ``OSError`` in the block into a :class:`DiskFullError`.
-
-    For blocks that also read (a zip, a source file), whose other ``OSError`` callers judge.
-    """
-    try:
-        yield
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise DiskFullError(folder, needed) from None
-        raise
-
-
-def _folder_of(exc: OSError) -> str:
-    if not isinstance(exc.filename, str | Path):
-        return "."
-    return os.path.dirname(os.fspath(exc.filename)) or "."
+def output_error(what: str, hint: str | None = None) -> _Reported:
+    """Report an ``OSError`` in the block as ``OutputError("<what>: <reason>")``."""
+    return _Reported(OutputError, what, hint)

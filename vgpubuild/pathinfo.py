@@ -44,15 +44,15 @@ class _ReferenceScanner:
         self._tail = b""
         self.found: set[str] = set()
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         # The chunk is searched in place (a 4 MiB copy per chunk would cost memory); a match
         # across the boundary lies within the kept tail and the chunk's first bytes.
         self._search(self._tail + chunk[: self._keep])
         self._search(chunk)
         rest = chunk if len(chunk) >= self._keep else self._tail + chunk
-        self._tail = rest[-self._keep :]
+        self._tail = bytes(rest[-self._keep :])  # a copy: the chunk's buffer is reused
 
-    def _search(self, data: bytes) -> None:
+    def _search(self, data: bytes | memoryview) -> None:
         for match in self._pattern.finditer(data):
             if self._candidates is None:
                 self.found.add(match.group(1).decode())
@@ -91,7 +91,7 @@ class NarScan:
             directory, _store_hash_parts(directory) if in_store else None
         )
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         self._digest.update(chunk)
         self._size += len(chunk)
         self._refs.feed(chunk)

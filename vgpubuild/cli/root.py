@@ -41,6 +41,7 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {  # in the order --help lists them
+    "gpus": Command("gpus", "List this machine's NVIDIA GPUs and what each can do with vGPU."),
     "patch": Command(
         "patch",
         "Build a patched vGPU driver tree for a release and print its Nix hash and store path.",
