@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vgpubuild.errors import InputError, disk_full_as_error, input_error, output_error
-from vgpubuild.nixhash import CHUNK_SIZE, Hash
+from vgpubuild.errors import InputError, OutputError
+from vgpubuild.nixhash import Hash, feed
 from vgpubuild.store import check_name
 from vgpubuild.verify import Pinned
 
@@ -158,10 +158,8 @@ class Cache:
 
 
 def copy_hashing(source: io.RawIOBase, out: BinaryIO) -> Hash:
-    """Copy a raw binary stream to a file, hashing the bytes on their way through."""
+    """Copy a raw binary stream to a file, hashing the bytes on their way through (read
+    ahead and written by one thread, hashed by this one: :func:`vgpubuild.nixhash.feed`)."""
     h = hashlib.sha256()
-    view = memoryview(bytearray(CHUNK_SIZE))
-    while n := source.readinto(view):
-        h.update(view[:n])
-        out.write(view[:n])
+    feed(h, source.readinto, keep=out.write)
     return Hash("sha256", h.digest())

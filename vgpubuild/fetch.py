@@ -43,7 +43,7 @@ from vgpubuild.httpget import (
     Retryable,
     RetryBudget,
     TransportError,
-    certificate_error,
+    body_reader,
     content_range_start,
     content_range_total,
     describe,
@@ -226,7 +226,7 @@ class _Transfer:
                 return  # the .part was already complete
             bar.start(total, part.offset)
             try:
-                part.append(response.iter_raw(), bar.advance, total)
+                part.append(body_reader(response, self.options.timeout), bar.advance)
             except TransportError as exc:
                 # Bytes before the break are kept (and hashed): the next attempt resumes.
                 reason = describe(exc, self.options.timeout)

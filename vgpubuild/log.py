@@ -117,11 +117,41 @@ def _apply() -> None:
     _state["applied"] = True
 
 
-def get_logger(**initial: Any) -> structlog.typing.FilteringBoundLogger:
-    """Return a logger bound to ``initial`` key/values, configuring structlog if needed."""
-    import structlog
+class Logger:
+    """A logger bound to some key/values; structlog is made (and configured) for the first
+    event the level shows.
 
-    if not _state["applied"]:
-        _apply()
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(**initial)
-    return logger
+    structlog loads rich's tracebacks and asyncio (about 0.1 s): a command run with -q, or
+    one that logs nothing worth showing, never pays for it.
+    """
+
+    __slots__ = ("_initial", "_real")
+
+    def __init__(self, initial: dict[str, Any]) -> None:
+        self._initial = initial
+        self._real: structlog.typing.FilteringBoundLogger | None = None
+
+    def _log(self, level: int, method: str, event: str, values: dict[str, Any]) -> None:
+        if not is_enabled_for(level):
+            return
+        if self._real is None:
+            import structlog
+
+            if not _state["applied"]:
+                _apply()
+            self._real = structlog.get_logger().bind(**self._initial)
+        getattr(self._real, method)(event, **values)
+
+    def debug(self, event: str, **values: Any) -> None:
+        self._log(DEBUG, "debug", event, values)
+
+    def info(self, event: str, **values: Any) -> None:
+        self._log(INFO, "info", event, values)
+
+    def warning(self, event: str, **values: Any) -> None:
+        self._log(WARNING, "warning", event, values)
+
+
+def get_logger(**initial: Any) -> Logger:
+    """Return a logger bound to ``initial`` key/values."""
+    return Logger(initial)

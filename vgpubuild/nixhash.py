@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # reads the name as typing's
     from collections.abc import Callable, Iterable
     from typing import Literal
 
-    from vgpubuild.readahead import Batch
 
     HashForm = Literal["sri", "nix32", "base16", "base64"]
 
@@ -217,6 +216,38 @@ def hash_views(views: Iterable[memoryview], algo: str = "sha256") -> tuple[Hash,
     return Hash(algo, h.digest()), size
 
 
+def feed(
+    hasher: HASH,
+    readinto: Callable[[memoryview], int],
+    *,
+    keep: Callable[[memoryview], object] | None = None,
+    progress: Callable[[int], object] | None = None,
+    threaded: bool = True,
+) -> int:
+    """Hash all ``readinto`` delivers into ``hasher``; return the byte count.
+
+    The one streaming path of every hash vgpubuild computes: a thread reads ahead into the
+    reused buffers of a :class:`~vgpubuild.readahead.Ring` while this thread hashes whole
+    buffers with the GIL released. ``keep`` sees each buffer first (to write a copy: a
+    download, a file copied into the cache); ``progress`` gets the bytes after each one.
+    When ``readinto`` fails, what arrived before is hashed (and kept) before the error is
+    raised here.
+    """
+    ring = readahead.Ring()
+    batches = readahead.stream(ring, readahead.filled(ring, readinto, keep), threaded)
+    size = 0
+    try:
+        for _, views in batches:
+            for view in views:
+                hasher.update(view)
+                size += len(view)
+                if progress is not None:
+                    progress(len(view))
+    finally:
+        batches.close()
+    return size
+
+
 def _open_flat(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
     """Open what ``hash file`` may read (a file, or a pipe read to its end)."""
     shown = os.fsdecode(path)
@@ -252,32 +283,16 @@ def hash_file(path: str | os.PathLike[str], algo: str = "sha256") -> Hash:
     them would never end or cannot work. Read ahead in a thread into reused buffers
     (:mod:`vgpubuild.readahead`) while the main thread hashes.
     """
-    check_algo(algo)
+    h = new_hasher(algo)
     fd, st = _open_flat(path)
-    ring = readahead.Ring()
-
-    def produce(take: Callable[[], int], emit: Callable[[Batch], None]) -> None:
-        try:
-            while True:
-                index = take()
-                view = ring.views[index]
-                pos = 0
-                while pos < ring.size and (n := os.readv(fd, [view[pos:]])):
-                    pos += n  # a pipe delivers in pieces, a file all at once
-                emit((index, [view[:pos]]))
-                if pos < ring.size:
-                    return
-        finally:
-            os.close(fd)
-
-    small = stat.S_ISREG(st.st_mode) and st.st_size < ring.size
-    batches = readahead.stream(ring, produce, threaded=not small)
     try:
-        return hash_views((view for _, views in batches for view in views), algo)[0]
+        small = stat.S_ISREG(st.st_mode) and st.st_size < readahead.BUFFER_SIZE
+        feed(h, lambda view: os.readv(fd, [view]), threaded=not small)
     except OSError as exc:
         raise InputError(f"cannot read {os.fsdecode(path)!r}: {exc.strerror}") from None
     finally:
-        batches.close()
+        os.close(fd)
+    return Hash(algo, h.digest())
 
 
 def special_kind(mode: int) -> str:

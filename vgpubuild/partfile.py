@@ -16,17 +16,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import queue
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vgpubuild import log
-from vgpubuild.errors import DiskFullError, OutputError, is_disk_full
-from vgpubuild.nixhash import CHUNK_SIZE, Hash
-
-_QUEUE_CHUNKS = 8
+from vgpubuild.errors import OutputError
+from vgpubuild.nixhash import Hash, feed
 
 
 class PartFile:
@@ -79,25 +75,37 @@ class PartFile:
         self._log.info("resuming partial download", have_bytes=size)
         h = hashlib.sha256()
         with open(self.path, "rb", buffering=0) as f:
-            while chunk := f.read(CHUNK_SIZE):
-                h.update(chunk)
+            size = feed(h, f.readinto)
         self._hasher, self.offset = h, size
         return size
 
-    def append(
-        self, chunks: Iterable[bytes], progress: Callable[[int], None], total: int | None = None
-    ) -> None:
-        """Write and hash ``chunks`` at the end; bytes before a failure are kept and hashed.
+    def append(self, readinto: Callable[[memoryview], int], progress: Callable[[int], None]) -> None:
+        """Write and hash what ``readinto`` delivers at the end; bytes before a failure are
+        kept and hashed.
 
-        ``total`` (the announced length) lets a full disk say how much space is needed.
+        A reader thread (:func:`vgpubuild.nixhash.feed`) takes the body and writes it, as
+        curl does, while this thread hashes what was written: hashing costs (almost) no
+        wall time on a machine with a core to spare.
         """
         assert self._hasher is not None, "resume_point or reset comes first"
-        needed = None if total is None else max(0, total - self.offset)
-        with _Sink(self.path, self._hasher, needed) as sink:
-            for chunk in chunks:
-                sink.put(chunk)
-                self.offset += len(chunk)
-                progress(len(chunk))
+
+        def advance(n: int) -> None:
+            self.offset += n
+            progress(n)
+
+        with open(self.path, "ab", buffering=0) as out:
+
+            def write(view: memoryview) -> None:
+                try:
+                    while view:
+                        view = view[out.write(view) :]
+                except OSError as exc:
+                    raise OutputError(
+                        f"cannot write the download to {str(self.path.parent)!r}: {exc.strerror}",
+                        hint="Free some space or set VGPUBUILD_CACHE to another folder.",
+                    ) from None
+
+            feed(self._hasher, readinto, keep=write, progress=advance)
 
     def finish(self) -> Hash:
         """The hash of the whole file; the resume metadata is no longer needed."""
@@ -105,73 +113,3 @@ class PartFile:
         with contextlib.suppress(FileNotFoundError):
             self.meta_path.unlink()
         return Hash("sha256", self._hasher.digest())
-
-
-class _Sink:
-    """Writes and hashes received chunks on two more threads.
-
-    ``write`` and ``sha256.update`` both release the GIL, so on a multi-core machine they run
-    while httpx parses the next chunk: hashing costs (almost) no wall time. Each queue is
-    bounded, so at most ``_QUEUE_CHUNKS`` reads per worker are held in memory. Leaving the
-    block waits until every queued byte is written and hashed.
-    """
-
-    def __init__(self, path: Path, hasher: hashlib._Hash, needed: int | None) -> None:
-        self._path = path
-        self._needed = needed
-        self._error: OSError | None = None
-        self._workers = [_Worker(self._write), _Worker(hasher.update)]
-        self._out: Any = None
-
-    def _write(self, chunk: bytes) -> None:
-        if self._error is None:
-            try:
-                self._out.write(chunk)
-            except OSError as exc:
-                self._error = exc
-
-    def put(self, chunk: bytes) -> None:
-        if self._error is not None:
-            raise self._failure()
-        for worker in self._workers:
-            worker.queue.put(chunk)
-
-    def _failure(self) -> OutputError:
-        if self._error is not None and is_disk_full(self._error):
-            return DiskFullError(self._path.parent, self._needed)
-        reason = self._error.strerror if self._error else "unknown error"
-        return OutputError(
-            f"cannot write the download to {str(self._path.parent)!r}: {reason}",
-            hint="Free some space or set VGPUBUILD_CACHE to another folder.",
-        )
-
-    def __enter__(self) -> _Sink:
-        self._out = open(self._path, "ab", buffering=0)
-        for worker in self._workers:
-            worker.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for worker in self._workers:
-            worker.finish()
-        self._out.close()
-        if self._error is not None:
-            raise self._failure()
-
-
-class _Worker(threading.Thread):
-    """Calls ``work(chunk)`` for each queued chunk until ``finish``."""
-
-    def __init__(self, work: Callable[[bytes], object]) -> None:
-        super().__init__(name="vgpubuild-fetch", daemon=True)
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-        self._work = work
-
-    def run(self) -> None:
-        work = self._work
-        while (chunk := self.queue.get()) is not None:
-            work(chunk)
-
-    def finish(self) -> None:
-        self.queue.put(None)
-        self.join()

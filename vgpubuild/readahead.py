@@ -23,7 +23,7 @@ import mmap
 
 TYPE_CHECKING = False  # importing typing (and re, which it loads) costs start-up; mypy
 if TYPE_CHECKING:  # reads the name as typing's
-    from collections.abc import Callable, Generator
+    from collections.abc import Callable, Generator, Iterable
     from queue import SimpleQueue
     from typing import Any, TypeVar
 
@@ -158,3 +158,55 @@ def stream(
         while not full.empty():
             if type(left := full.get_nowait()) is not _Failed and left is not _END:
                 discard(left)
+
+
+def filled(
+    ring: Ring,
+    readinto: Callable[[memoryview], int],
+    keep: Callable[[memoryview], object] | None = None,
+) -> Producer[Batch]:
+    """A producer filling whole buffers from ``readinto`` (a file's, a socket's) until it
+    returns 0; ``keep`` sees each buffer before it is handed over (to write a copy, say).
+
+    A failure of ``readinto`` (a broken connection) still hands over what arrived before
+    it, so a consumer hashing a download keeps the hash of every byte written.
+    """
+
+    def produce(take: Callable[[], int], emit: Callable[[Batch], None]) -> None:
+        while True:
+            index = take()
+            view = ring.views[index]
+            pos = 0
+            try:
+                while pos < ring.size and (n := readinto(view[pos:])):
+                    pos += n  # a pipe or a socket delivers in pieces, a file all at once
+            finally:
+                if pos:
+                    if keep is not None:
+                        keep(view[:pos])
+                    emit((index, [view[:pos]]))
+                else:
+                    ring.give(index)
+            if pos < ring.size:
+                return
+
+    return produce
+
+
+class ChunkReader:
+    """``readinto`` over an iterator of byte chunks (an HTTP body as httpx yields it)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._rest = memoryview(b"")
+
+    def readinto(self, view: memoryview) -> int:
+        while not self._rest:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = memoryview(chunk)
+        n = min(len(view), len(self._rest))
+        view[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
