@@ -15,7 +15,6 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import cast
 
 from harness import (
     STARTUP_PAIRS,

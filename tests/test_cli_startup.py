@@ -82,21 +82,15 @@ def test_help_summaries_are_the_commands_own() -> None:
 def test_every_registered_command_is_listed() -> None:
     """A command a module registers but COMMANDS does not name could never be invoked."""
     import importlib
-    import pkgutil
 
     import typer
 
-    import vgpubuild.cli
-
-    for info in pkgutil.iter_modules(vgpubuild.cli.__path__):
-        module = importlib.import_module(f"vgpubuild.cli.{info.name}")
-        if not hasattr(module, "register"):
-            continue
+    for module_name in {command.module for command in root.COMMANDS.values()}:
         holder = typer.Typer()
-        module.register(holder)
+        importlib.import_module(f"vgpubuild.cli.{module_name}").register(holder)
         for name in typer.main.get_group(holder).commands:
-            assert name in root.COMMANDS, f"{name} (vgpubuild.cli.{info.name}) is not listed"
-            assert root.COMMANDS[name].module == info.name, name
+            assert name in root.COMMANDS, f"{name} (vgpubuild.cli.{module_name}) is not listed"
+            assert root.COMMANDS[name].module == module_name, name
 
 
 def test_typo_in_a_command_name_is_answered_with_a_suggestion() -> None:
@@ -118,7 +112,11 @@ def test_fast_lane_spellings_are_the_typer_declarations() -> None:
         }
         got = {spelling: (param, value) for spelling, (param, value) in options.items()}
         assert got == declared, (group, name)
-        positional = [p.name for p in command.params if p.param_type_name == "argument"]
+        positional = [
+            f"{p.name}..." if p.nargs == -1 else p.name
+            for p in command.params
+            if p.param_type_name == "argument"
+        ]
         assert positional == list(arguments), (group, name)
 
 
@@ -135,6 +133,8 @@ def _both(*args: str) -> tuple[tuple[int, bytes, str], tuple[int, bytes, str]]:
     "args",
     [
         ("hash", "path", "{tree}"),
+        ("hash", "path", "{tree}", "{file}", "--json"),
+        ("hash", "file", "--to", "base32", "{file}", "{tree}/file8"),
         ("hash", "path", "--to", "nix32", "--type", "sha512", "{tree}"),
         ("hash", "path", "--to=base16", "{tree}"),
         ("hash", "file", "-f", "base64", "--json", "{file}"),
@@ -166,7 +166,7 @@ def test_fast_lane_and_typer_give_the_same_result(args: tuple[str, ...], tmp_pat
         ("hash", "path", "--help"),
         ("hash", "path", "--bogus", "x"),
         ("hash", "path", "--to"),
-        ("hash", "path", "a", "b"),
+        ("hash", "convert", "a", "b"),
         ("hash", "path"),
         ("nar", "dump", "--", "x"),
         ("store", "path", "--json=yes", "x"),

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vgpubuild.errors import InputError, OutputError
+from vgpubuild.errors import InputError, input_error, output_error
 from vgpubuild.nixhash import Hash, feed
 from vgpubuild.store import check_name
 from vgpubuild.verify import Pinned

@@ -288,76 +288,102 @@ def _large(packer: _Packer, fd: int, size: int, shown: str, send_from: int) -> N
 
 
 def _walk(root: _Root, packer: _Packer, send_from: int) -> None:
-    """Pack the NAR of ``root``, depth first with an explicit stack (any depth).
-
-    The loop is written out for the common case (a small file: open, fstat, one read,
-    close), which is most of the time on a tree of many files.
-    """
-    pending = packer.pending
-    pending += nar_string(NAR_MAGIC)
+    """Pack the NAR of ``root``, depth first with an explicit stack (any depth)."""
+    packer.pending += nar_string(NAR_MAGIC)
     if not root.is_dir:
         if root.fd < 0:
-            pending += _SYMLINK + nar_string(root.target) + _CLOSE
+            packer.pending += _SYMLINK + nar_string(root.target) + _CLOSE
         else:
             _one(packer, root.fd, root.shown, send_from)
         return
-    read, close, fstat, open_ = os.read, os.close, os.fstat, os.open
-    # Open directories, each with its entries still to do and its name for messages.
-    stack: list[tuple[int, Iterator[tuple[bytes, os.DirEntry[str]]], str]]
-    stack = [(root.fd, iter(()), root.shown)]
+    stack: list[_Frame] = []
     try:
-        stack[0] = (root.fd, iter(_entries(root.fd, root.shown)), root.shown)
-        pending += _DIRECTORY
+        stack.append(_frame(root.fd, root.shown))
+        packer.pending += _DIRECTORY
         while stack:
             fd, entries, where = stack[-1]
             for head, entry in entries:
-                pending += head
-                try:
-                    if entry.is_file(follow_symlinks=False):
-                        file = open_(entry.name, _O_FILE, dir_fd=fd)
-                        try:
-                            st = fstat(file)
-                            size = st.st_size
-                            mode = st.st_mode
-                            if mode & _S_IFMT != _S_IFREG:
-                                raise _special(f"{where}/{entry.name}", mode)
-                            pending += _EXECUTABLE_HEAD if mode & _S_IXUSR else _REGULAR_HEAD
-                            pending += size.to_bytes(8, "little")
-                            if size < _SMALL:
-                                data = read(file, size + 1)
-                                if len(data) != size:
-                                    raise _changed(f"{where}/{entry.name}")
-                                pending += data
-                            else:
-                                file, owned = -1, file  # _large closes it or hands it over
-                                _large(packer, owned, size, f"{where}/{entry.name}", send_from)
-                        finally:
-                            if file >= 0:
-                                close(file)
-                        pending += _FILE_TAIL[size & 7]
-                        if len(pending) >= _SPILL:
-                            packer.spill()
-                    elif entry.is_dir(follow_symlinks=False):
-                        shown = f"{where}/{entry.name}"
-                        child = _open_dir(entry.name, fd, shown)
-                        stack.append((child, iter(()), shown))
-                        stack[-1] = (child, iter(_entries(child, shown)), shown)
-                        pending += _DIRECTORY
-                        break
-                    elif entry.is_symlink():
-                        target = os.fsencode(os.readlink(entry.name, dir_fd=fd))
-                        pending += _SYMLINK + nar_string(target) + _CLOSE_TWICE
-                    else:
-                        st = entry.stat(follow_symlinks=False)
-                        raise _special(f"{where}/{entry.name}", st.st_mode)
-                except OSError as exc:
-                    raise _open_error(f"{where}/{entry.name}", exc) from None
+                packer.pending += head
+                if entry.is_file(follow_symlinks=False):
+                    _file(packer, fd, entry.name, where, send_from)
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(_subdirectory(packer, fd, entry.name, where))
+                    break
+                else:
+                    _link_or_special(packer, fd, entry, where)
             else:  # this directory is complete
-                close(stack.pop()[0])
-                pending += _CLOSE_TWICE if stack else _CLOSE  # the directory (and its entry)
+                os.close(stack.pop()[0])
+                packer.pending += _CLOSE_TWICE if stack else _CLOSE  # it (and its entry)
     finally:
         for fd, _, _ in stack:
             os.close(fd)
+
+
+_Frame = tuple[int, "Iterator[tuple[bytes, os.DirEntry[str]]]", str]
+"""An open directory, its entries still to pack, and its name for messages."""
+
+
+def _frame(fd: int, shown: str) -> _Frame:
+    """The directory ``fd`` listed; it is closed if listing fails."""
+    try:
+        return fd, iter(_entries(fd, shown)), shown
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _subdirectory(packer: _Packer, dir_fd: int, name: str, where: str) -> _Frame:
+    shown = f"{where}/{name}"
+    frame = _frame(_open_dir(name, dir_fd, shown), shown)
+    packer.pending += _DIRECTORY
+    return frame
+
+
+def _file(packer: _Packer, dir_fd: int, name: str, where: str, send_from: int) -> None:
+    """Pack the regular file ``name`` of ``dir_fd``: the step a tree of many files repeats,
+    so a small one costs open, fstat, one ``read(size + 1)`` and close."""
+    try:
+        fd = os.open(name, _O_FILE, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _open_error(f"{where}/{name}", exc) from None
+    pending = packer.pending
+    try:
+        st = os.fstat(fd)
+        size, mode = st.st_size, st.st_mode
+        if mode & _S_IFMT != _S_IFREG:  # swapped since the listing
+            raise _special(f"{where}/{name}", mode)
+        pending += _EXECUTABLE_HEAD if mode & _S_IXUSR else _REGULAR_HEAD
+        pending += size.to_bytes(8, "little")
+        if size >= _SMALL:
+            fd, owned = -1, fd  # _large closes it or hands it over
+            _large(packer, owned, size, f"{where}/{name}", send_from)
+        else:
+            data = os.read(fd, size + 1)
+            if len(data) != size:
+                raise _changed(f"{where}/{name}")
+            pending += data
+    except OSError as exc:
+        raise _read_error(f"{where}/{name}", exc) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    pending += _FILE_TAIL[size & 7]
+    if len(pending) >= _SPILL:
+        packer.spill()
+
+
+def _link_or_special(packer: _Packer, dir_fd: int, entry: os.DirEntry[str], where: str) -> None:
+    """Pack a symlink (its target, never followed); refuse anything else a NAR cannot hold."""
+    shown = f"{where}/{entry.name}"
+    try:
+        if entry.is_symlink():
+            target = os.fsencode(os.readlink(entry.name, dir_fd=dir_fd))
+            packer.pending += _SYMLINK + nar_string(target) + _CLOSE_TWICE
+            return
+        mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError as exc:
+        raise _open_error(shown, exc) from None
+    raise _special(shown, mode)
 
 
 def _one(packer: _Packer, fd: int, shown: str, send_from: int) -> None:

@@ -11,7 +11,13 @@ from __future__ import annotations
 import sys
 
 from vgpubuild import __version__
-from vgpubuild.errors import InterruptedError_, VgpubuildError
+from vgpubuild.errors import Interrupted, VgpubuildError
+
+TYPE_CHECKING = False  # typer is loaded only when the fast lane does not take the command
+if TYPE_CHECKING:
+    import typer
+
+    app: typer.Typer
 
 _FAST_GROUPS = frozenset(("hash", "nar", "store"))
 
@@ -32,6 +38,15 @@ def _dispatch(argv: list[str]) -> int:
     return root.run()
 
 
+def __getattr__(name: str) -> object:
+    """``app``: the typer application (in :mod:`vgpubuild.cli.root`, loaded on demand)."""
+    if name == "app":
+        from vgpubuild.cli.root import app
+
+        return app
+    raise AttributeError(name)
+
+
 def _debug_on() -> bool:
     root = sys.modules.get("vgpubuild.cli.root")
     return bool(root is not None and root.debug["on"])
@@ -43,7 +58,7 @@ def main() -> None:
         try:
             code = _dispatch(sys.argv[1:])
         except KeyboardInterrupt:  # the fast lane has no signal handler of its own
-            raise InterruptedError_(
+            raise Interrupted(
                 "interrupted", hint="Nothing partial was left at the output."
             ) from None
     except VgpubuildError as exc:

@@ -28,7 +28,7 @@ store_app = typer.Typer(
     no_args_is_help=True,
 )
 
-FORM_HELP = "Output form: sri, nix32, base16 or base64."
+FORM_HELP = "Output form: sri, nix32 (Nix also calls it base32), base16 or base64."
 FormOption = Annotated[str, typer.Option(*TO, help=FORM_HELP, metavar="FORM")]
 TypeOption = Annotated[
     str, typer.Option(*TYPE, help="Hash algorithm (sha256, sha512, sha1, md5).", metavar="ALGO")
@@ -50,7 +50,7 @@ def hash_file_cmd(
 
     Example: vgpubuild hash file --to base32 NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
     """
-    hashing.hash_file(path, to, algo, as_json)
+    hashing.hash_file(paths, to, algo, as_json)
 
 
 @hash_app.command("path")
@@ -61,7 +61,7 @@ def hash_path_cmd(
 
     Example: vgpubuild hash path ./NVIDIA-Linux-x86_64-550.90.05-vgpu-kvm-patched --to nix32
     """
-    hashing.hash_path(path, to, algo, as_json)
+    hashing.hash_path(paths, to, algo, as_json)
 
 
 @hash_app.command("convert")

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import sys
 
-TYPE_CHECKING = False  # typing costs ~5 ms of start-up; mypy reads the name as typing's
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # importing typing (and re, which it loads) costs start-up; mypy
+if TYPE_CHECKING:  # reads the name as typing's
     from collections.abc import Callable
-    from typing import Any
 
     from vgpubuild.nixhash import Hash, HashForm
 
@@ -43,55 +42,77 @@ def _line(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def _json(data: dict[str, Any]) -> None:
+def _json(data: object) -> None:
     import json
 
     _line(json.dumps(data, indent=2, sort_keys=True))
+
+
+FORM_ALIASES = {"base32": "nix32"}
+"""Nix's own names for a form (``nix hash to-base32``, ``nix-hash --base32``)."""
 
 
 def _check_form(form: str) -> HashForm:
     from vgpubuild.errors import UsageError
     from vgpubuild.nixhash import HASH_FORMS
 
+    form = FORM_ALIASES.get(form, form)
     if form not in HASH_FORMS:
         raise UsageError(
-            f"unknown hash form {form!r}", hint=f"Use one of: {', '.join(HASH_FORMS)}."
+            f"unknown hash form {form!r}",
+            hint=f"Use one of: {', '.join(HASH_FORMS)} (base32 is nix32).",
         )
     return form
 
 
-def _emit(h: Hash, form: str, as_json: bool, **extra: str) -> None:
+def _as_json(h: Hash, **extra: str) -> dict[str, str]:
     from vgpubuild.nixhash import HASH_FORMS
 
+    return {**extra, "algo": h.algo, **{f: h.format(f) for f in HASH_FORMS}}
+
+
+def _emit(h: Hash, form: str, as_json: bool, **extra: str) -> None:
     if as_json:
-        _json({**extra, "algo": h.algo, **{f: h.format(f) for f in HASH_FORMS}})
+        _json(_as_json(h, **extra))
     else:
         _line(h.format(_check_form(form)))
 
 
-def _hash(what: Callable[[str, str], Hash], event: str, path: str, to: str, algo: str,
-          as_json: bool) -> None:  # fmt: skip
+def _hash_each(what: Callable[[str, str], Hash], event: str, paths: list[str], to: str,
+               algo: str, as_json: bool) -> None:  # fmt: skip
+    """One line per path, in order (as ``nix hash file A B``); JSON: one object, or a list."""
     import time
 
     _check_form(to)
-    start = time.monotonic()
-    h = what(path, algo)
-    _debug(event, path=path, algo=algo, seconds=round(time.monotonic() - start, 3))
-    _emit(h, to, as_json, path=path)
+    hashed = []
+    for path in paths:
+        start = time.monotonic()
+        h = what("/dev/stdin" if path == "-" and event == "hashed file" else path, algo)
+        _debug(event, path=path, algo=algo, seconds=round(time.monotonic() - start, 3))
+        hashed.append((path, h))
+    if as_json and len(hashed) > 1:
+        _json([_as_json(h, path=path) for path, h in hashed])
+        return
+    for path, h in hashed:
+        _emit(h, to, as_json, path=path)
 
 
-def hash_file(path: str, to: str = "sri", algo: str = "sha256", as_json: bool = False) -> None:
-    """``hash file``: the flat hash of a file's bytes."""
+def hash_file(
+    paths: list[str], to: str = "sri", algo: str = "sha256", as_json: bool = False
+) -> None:
+    """``hash file``: the flat hash of each file's bytes (``-``: standard input)."""
     from vgpubuild.nixhash import hash_file
 
-    _hash(hash_file, "hashed file", path, to, algo, as_json)
+    _hash_each(hash_file, "hashed file", paths, to, algo, as_json)
 
 
-def hash_path(path: str, to: str = "sri", algo: str = "sha256", as_json: bool = False) -> None:
-    """``hash path``: the recursive (NAR) hash of a file or tree."""
+def hash_path(
+    paths: list[str], to: str = "sri", algo: str = "sha256", as_json: bool = False
+) -> None:
+    """``hash path``: the recursive (NAR) hash of each file or tree."""
     from vgpubuild.nar import nar_hash
 
-    _hash(nar_hash, "hashed NAR", path, to, algo, as_json)
+    _hash_each(nar_hash, "hashed NAR", paths, to, algo, as_json)
 
 
 def hash_convert(
@@ -100,6 +121,7 @@ def hash_convert(
     """``hash convert``: a hash in another spelling."""
     from vgpubuild.nixhash import Hash
 
+    _check_form(to)
     _emit(Hash.parse(value, algo), to, as_json)
 
 
@@ -153,9 +175,11 @@ def _options(*pairs: tuple[tuple[str, ...], str, bool]) -> dict[str, tuple[str, 
 
 _HASH_OPTIONS = _options((TO, "to", True), (TYPE, "algo", True), (JSON, "as_json", False))
 
-FAST_LANE: dict[tuple[str, str], tuple[Callable[..., None], tuple[str, ...], dict[str, Any]]] = {
-    ("hash", "file"): (hash_file, ("path",), _HASH_OPTIONS),
-    ("hash", "path"): (hash_path, ("path",), _HASH_OPTIONS),
+FAST_LANE: dict[
+    tuple[str, str], tuple[Callable[..., None], tuple[str, ...], dict[str, tuple[str, bool]]]
+] = {
+    ("hash", "file"): (hash_file, ("paths...",), _HASH_OPTIONS),
+    ("hash", "path"): (hash_path, ("paths...",), _HASH_OPTIONS),
     ("hash", "convert"): (hash_convert, ("value",), _HASH_OPTIONS),
     ("nar", "dump"): (nar_dump, ("path",), _options((OUTPUT, "output", True))),
     ("store", "path"): (
@@ -169,24 +193,42 @@ FAST_LANE: dict[tuple[str, str], tuple[Callable[..., None], tuple[str, ...], dic
         ),
     ),
 }
-"""Command words -> (body, its arguments in order, its options)."""
+"""Command words -> (body, its arguments in order, its options). An argument named
+``x...`` takes all the words left, as a list (one at least)."""
 
 
 def fast_call(argv: list[str]) -> Callable[[], None] | None:
     """``argv`` as a ready call of a body above, or None when it is not plainly one.
 
     Plain means: the command words first, then only the options listed (``--opt value``,
-    ``--opt=value``) and exactly the arguments. Anything else (``--help``, a global
+    ``--opt=value``) and the arguments (``-`` is one). Anything else (``--help``, a global
     option, a typo, a missing value) is left to typer, which explains it.
     """
     spec = FAST_LANE.get((argv[0], argv[1])) if len(argv) >= 2 else None
-    if spec is None:
+    parsed = _parse(argv[2:], spec[2]) if spec is not None else None
+    if spec is None or parsed is None:
         return None
-    body, arguments, options = spec
+    body, arguments, _ = spec
+    kwargs, positional = parsed
+    if arguments[-1].endswith("..."):
+        if not positional:
+            return None
+        kwargs[arguments[-1].removesuffix("...")] = positional
+    elif len(positional) == len(arguments):
+        kwargs.update(zip(arguments, positional, strict=True))
+    else:
+        return None
+    return lambda: body(**kwargs)
+
+
+def _parse(
+    words: list[str], options: dict[str, tuple[str, bool]]
+) -> tuple[dict[str, object], list[str]] | None:
+    """Options (by parameter) and the other words; None at anything not in ``options``."""
     kwargs: dict[str, object] = {}
     positional: list[str] = []
-    words = iter(argv[2:])
-    for word in words:
+    rest = iter(words)
+    for word in rest:
         if not word.startswith("-") or word == "-":
             positional.append(word)
             continue
@@ -198,14 +240,10 @@ def fast_call(argv: list[str]) -> Callable[[], None] | None:
             if eq:
                 return None
             kwargs[param] = True
-            continue
-        if not eq:
-            following = next(words, None)
-            if following is None:
-                return None
-            value = following
-        kwargs[param] = value
-    if len(positional) != len(arguments):
-        return None
-    kwargs.update(zip(arguments, positional, strict=True))
-    return lambda: body(**kwargs)
+        elif eq:
+            kwargs[param] = value
+        elif (following := next(rest, None)) is not None:
+            kwargs[param] = following
+        else:
+            return None  # the value is missing: typer says so
+    return kwargs, positional

@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from vgpubuild import __version__
-from vgpubuild.errors import InterruptedError_, exit_code_summary
+from vgpubuild.errors import Interrupted, exit_code_summary
 
 HELP = """Build patched NVIDIA vGPU drivers reproducibly, for NixOS and everyone else.
 
@@ -29,8 +29,15 @@ Fetches and verifies a release's inputs, runs vGPU-Unlock-patcher's patch.sh, re
 Examples:
 
 \b
-  vgpubuild patch --release 17.3 --zip ./NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
-  vgpubuild profiles override 333 --xml vgpuConfig.xml --vram 3584 --in-place
+  vgpubuild add ./NVIDIA-GRID-Linux-KVM-550.90.05-550.90.07-552.74.zip
+
+\b
+  vgpubuild patch --release 17.3 --out ./result
+
+\b
+  vgpubuild profiles show nvidia-333 --xml vgpuConfig.xml
+
+\b
   vgpubuild hash path ./result
 """
 
@@ -51,16 +58,15 @@ COMMANDS: dict[str, Command] = {  # in the order --help lists them
         "Build the built-in demo release end to end and print its store path (make demo).",
     ),
     "fetch": Command(
-        "fetch",
-        "Obtain a release's driver inputs, verified, into the cache and print where they are.",
+        "fetch", "Obtain a release's inputs, verified, into the cache and print where they are."
     ),
     "prefetch": Command(
-        "fetch",
-        "Download URL into the cache and print its SRI hash and cached path (nix-prefetch-url).",
+        "fetch", "Download URL into the cache and print its SRI hash, as nix-prefetch-url does."
     ),
     "add": Command(
         "fetch",
-        "Check a file against the catalog (by name and hash), then put it in the cache.",
+        "Check a file against the catalog (by name and hash), then put it in the cache and "
+        "the Nix store.",
     ),
     "nix-builder": Command(
         "nix",
@@ -77,7 +83,9 @@ COMMANDS: dict[str, Command] = {  # in the order --help lists them
     "hash": Command("hash", "Hash files and trees exactly as Nix does."),
     "nar": Command("hash", "Write NAR archives (nix-store --dump)."),
     "store": Command("hash", "Compute Nix store paths without Nix."),
-    "cache": Command("nix", "Share built artifacts through a Nix binary cache folder."),
+    "cache": Command(
+        "nix", "vgpubuild's own cache (list, clean) and Nix binary cache folders (export)."
+    ),
 }
 
 
@@ -143,7 +151,7 @@ app = typer.Typer(
     epilog=exit_code_summary(),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -194,14 +202,17 @@ _CLICK_ERROR: type[Exception] = next(
 
 def _on_sigint(_signum: int, _frame: FrameType | None) -> None:
     # click would turn a KeyboardInterrupt into its own "Aborted!" with exit code 1.
-    raise InterruptedError_("interrupted", hint="Nothing partial was left at the output.")
+    raise Interrupted("interrupted", hint="Nothing partial was left at the output.")
 
 
 def run() -> int:
     """Run the command line through typer; click's usage errors become one line."""
+    from vgpubuild.cli.globalopts import hoist
+
     signal.signal(signal.SIGINT, _on_sigint)
     try:
-        code = app(prog_name="vgpubuild", standalone_mode=False)
+        args = hoist(lambda: typer.main.get_command(app), sys.argv[1:])
+        code = app(args=args, prog_name="vgpubuild", standalone_mode=False)
     except _CLICK_ERROR as exc:
         # click's own usage errors (unknown option, missing argument): one line too.
         ctx = getattr(exc, "ctx", None)
