@@ -1,12 +1,13 @@
 """Download 1 GiB from a loopback server: ``vgpubuild prefetch`` against ``curl -o``.
 
 Both fetch the same URL from the same server (tests/httpserver.py in its own process,
-sending the file with sendfile so the server is not the bottleneck). Before every run,
+sending the benchmark data's 1 GiB file with sendfile so the server is not the
+bottleneck). Before every run,
 untimed: the previous run's file is removed and dirty pages are synced, so neither side
 pays for the other's writeback. vgpubuild's time includes hashing and moving the file into
 its cache; curl only writes it. One extra run, untimed, watches (with a Python audit hook)
 that vgpubuild never opens the downloaded file for reading: the hash is computed while the
-bytes arrive. ``BENCH_FETCH_MIB`` changes the size (default 1024).
+bytes arrive.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import VGPUBUILD, Row, Workload, measure
+from harness import VGPUBUILD, Row, Workload, data_dir, measure
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZE_MIB = int(os.environ.get("BENCH_FETCH_MIB", "1024"))
 
 SERVER = """
 import sys
@@ -55,12 +55,9 @@ main()
 def rows() -> list[Row]:
     if shutil.which("curl") is None:
         raise SystemExit("curl is not installed: nothing to compare with (make tools)")
+    data = data_dir() / "big.bin"
     with tempfile.TemporaryDirectory(prefix="bench-fetch-", dir="/var/tmp") as tmp:
         work = Path(tmp)
-        data = work / "payload.bin"
-        with data.open("wb") as f:
-            for _ in range(SIZE_MIB):
-                f.write(os.urandom(1 << 20))
         server = subprocess.Popen(
             [sys.executable, "-c", SERVER, str(ROOT / "tests"), str(data)],
             stdin=subprocess.PIPE,
@@ -88,7 +85,7 @@ def rows() -> list[Row]:
             )
             rereads = watched.stderr.count("REREAD ")
             prefetch = Workload(
-                f"prefetch, {SIZE_MIB} MiB from loopback (hash and cache included)",
+                "prefetch, 1 GiB from loopback (hash and cache included)",
                 ["env", f"VGPUBUILD_CACHE={cache}", VGPUBUILD, "-q", "prefetch", url],
                 ["curl", "-s", "-f", "-o", str(out), url],
                 1.0,

@@ -11,7 +11,6 @@ flatters whoever uses it).
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -22,37 +21,14 @@ from harness import (
     Row,
     Run,
     Workload,
+    data_dir,
     measure,
     rss_row,
     same_stdout,
     sha256_bytes_per_second,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from treegen import bench_tree, driver_tree, tiny_tree, write_file
-
-GIB = 1 << 30
-RECIPE = "1 GiB file; 3000 files / 1 GiB; driver x1; 20000 tiny; one tiny file (v1)"
 OUT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/var/tmp")
-
-
-def data_dir() -> Path:
-    """The generated inputs, made on first use (a few minutes) and kept for later runs."""
-    root = Path(os.environ.get("VGPUBUILD_BENCH_DATA", "/var/tmp/vgpubuild-bench"))
-    stamp = root / "recipe"
-    if stamp.is_file() and stamp.read_text() == RECIPE:
-        return root
-    print(f"generating benchmark data under {root} (once) ...", file=sys.stderr, flush=True)
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    write_file(root / "big.bin", GIB, seed=1)
-    bench_tree(root / "tree", files=3000, total=GIB)
-    driver_tree(root / "driver")
-    tiny_tree(root / "tiny", files=20_000)
-    (root / "one-tiny-file").write_bytes(b"hello\n")
-    os.sync()  # no writeback of fresh data competing with the timed runs
-    stamp.write_text(RECIPE)
-    return root
 
 
 def _nar_size(path: Path) -> int:
