@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vgpubuild.errors import InputError, input_error, output_error
+from vgpubuild.errors import InputError, disk_full_as_error, input_error, output_error
 from vgpubuild.nixhash import Hash, feed
 from vgpubuild.store import check_name
 from vgpubuild.verify import Pinned

@@ -11,6 +11,9 @@ Subclasses share their parent's exit code unless they name a failure class of th
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class VgpubuildError(Exception):
     """Any other expected failure (base class; ``hint`` says what to do)."""
@@ -116,6 +119,7 @@ class DiskFullError(OutputError):
     def __init__(self, folder: str | os.PathLike[str], needed: int | None = None) -> None:
         """One sentence for a full disk: the folder, the space needed, the space free."""
         import shutil
+        from pathlib import Path
 
         self.folder = Path(folder)
         self.needed = needed
@@ -202,20 +206,32 @@ def exit_code_table() -> str:
 
 
 class _Reported:
-    """A ``with`` block whose ``OSError`` becomes ``error("<what>: <reason>")``.
+    """A ``with`` block whose ``OSError`` becomes a vgpubuild error (see the functions below).
 
     A small class rather than ``contextlib.contextmanager``: every command imports this
     module, and contextlib (with what it loads) would add to each one's start-up.
     """
 
-    def __init__(self, error: type[VgpubuildError], what: str, hint: str | None) -> None:
+    def __init__(
+        self,
+        error: type[VgpubuildError] | None,
+        what: str,
+        hint: str | None,
+        folder: str | os.PathLike[str] | None,
+        needed: int | None,
+    ) -> None:
         self.error, self.what, self.hint = error, what, hint
+        self.folder, self.needed = folder, needed
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, OSError):
+        if not isinstance(exc, OSError):
+            return
+        if self.error is not InputError and is_disk_full(exc):  # writing: a full disk says so
+            raise DiskFullError(self.folder or _folder_of(exc), self.needed) from None
+        if self.error is not None:
             raise self.error(f"{self.what}: {exc.strerror or exc}", hint=self.hint) from None
 
 
@@ -225,9 +241,33 @@ def input_error(what: str, hint: str | None = None) -> _Reported:
     The one place the reading side turns the OS's words into a vgpubuild error; callers
     that have a better sentence for a particular ``OSError`` catch it inside the block.
     """
-    return _Reported(InputError, what, hint)
+    return _Reported(InputError, what, hint, None, None)
 
 
-def output_error(what: str, hint: str | None = None) -> _Reported:
-    """Report an ``OSError`` in the block as ``OutputError("<what>: <reason>")``."""
-    return _Reported(OutputError, what, hint)
+def output_error(
+    what: str,
+    hint: str | None = None,
+    *,
+    folder: str | os.PathLike[str] | None = None,
+    needed: int | None = None,
+) -> _Reported:
+    """Report an ``OSError`` in the block as ``OutputError("<what>: <reason>")``.
+
+    A full disk becomes a :class:`DiskFullError` naming ``folder`` (default: the folder of
+    the file the OS named) and the ``needed`` bytes when the caller knows them.
+    """
+    return _Reported(OutputError, what, hint, folder, needed)
+
+
+def disk_full_as_error(folder: str | os.PathLike[str], needed: int | None = None) -> _Reported:
+    """Turn only a "no space left" ``OSError`` in the block into a :class:`DiskFullError`.
+
+    For blocks that also read (a zip, a source file), whose other ``OSError`` callers judge.
+    """
+    return _Reported(None, "", None, folder, needed)
+
+
+def _folder_of(exc: OSError) -> str:
+    if not isinstance(exc.filename, str | os.PathLike):
+        return "."
+    return os.path.dirname(os.fspath(exc.filename)) or "."

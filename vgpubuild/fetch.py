@@ -44,6 +44,7 @@ from vgpubuild.httpget import (
     RetryBudget,
     TransportError,
     body_reader,
+    certificate_error,
     content_range_start,
     content_range_total,
     describe,
@@ -226,7 +227,7 @@ class _Transfer:
                 return  # the .part was already complete
             bar.start(total, part.offset)
             try:
-                part.append(body_reader(response, self.options.timeout), bar.advance)
+                part.append(body_reader(response, self.options.timeout), bar.advance, total)
             except TransportError as exc:
                 # Bytes before the break are kept (and hashed): the next attempt resumes.
                 reason = describe(exc, self.options.timeout)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import random
 import socket
 import ssl
 import time

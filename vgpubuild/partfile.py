@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vgpubuild import log
-from vgpubuild.errors import OutputError
+from vgpubuild.errors import DiskFullError, OutputError, is_disk_full
 from vgpubuild.nixhash import Hash, feed
 
 
@@ -79,15 +79,22 @@ class PartFile:
         self._hasher, self.offset = h, size
         return size
 
-    def append(self, readinto: Callable[[memoryview], int], progress: Callable[[int], None]) -> None:
+    def append(
+        self,
+        readinto: Callable[[memoryview], int],
+        progress: Callable[[int], None],
+        total: int | None = None,
+    ) -> None:
         """Write and hash what ``readinto`` delivers at the end; bytes before a failure are
-        kept and hashed.
+        kept and hashed. ``total`` (the announced length) lets a full disk say how much space
+        is needed.
 
         A reader thread (:func:`vgpubuild.nixhash.feed`) takes the body and writes it, as
         curl does, while this thread hashes what was written: hashing costs (almost) no
         wall time on a machine with a core to spare.
         """
         assert self._hasher is not None, "resume_point or reset comes first"
+        needed = None if total is None else max(0, total - self.offset)
 
         def advance(n: int) -> None:
             self.offset += n
@@ -100,6 +107,8 @@ class PartFile:
                     while view:
                         view = view[out.write(view) :]
                 except OSError as exc:
+                    if is_disk_full(exc):
+                        raise DiskFullError(self.path.parent, needed) from None
                     raise OutputError(
                         f"cannot write the download to {str(self.path.parent)!r}: {exc.strerror}",
                         hint="Free some space or set VGPUBUILD_CACHE to another folder.",

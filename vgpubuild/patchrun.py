@@ -36,7 +36,7 @@ from vgpubuild.patchsh import check_tools, read_expectations
 from vgpubuild.profiles.replay import snapshot_script
 
 if TYPE_CHECKING:
-    import structlog
+    pass
 
 _FAILED_LINE = re.compile(r"FAILED|saving rejects to file|NOT APPLIED")
 _NO_SPACE_LINE = re.compile(r"No space left on device|Disk quota exceeded")
@@ -87,7 +87,7 @@ class _Output:
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=15))
     no_space: bool = False
 
-    def take(self, line: str, logger: structlog.typing.FilteringBoundLogger) -> None:
+    def take(self, line: str, logger: log.Logger) -> None:
         logger.info(line)
         self.tail.append(line)
         if _FAILED_LINE.search(line):

@@ -8,13 +8,18 @@ Python's own start-up. So ``--version`` and the plain forms of the hashing comma
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 from vgpubuild import __version__
-from vgpubuild.errors import Interrupted, VgpubuildError
+from vgpubuild.errors import DiskFullError, Interrupted, VgpubuildError, is_disk_full
 
 TYPE_CHECKING = False  # typer is loaded only when the fast lane does not take the command
 if TYPE_CHECKING:
+    from types import FrameType
+    from typing import NoReturn
+
     import typer
 
     app: typer.Typer
@@ -35,6 +40,7 @@ def _dispatch(argv: list[str]) -> int:
             return 0
     from vgpubuild.cli import root
 
+    root.debug = _debug  # --debug sets the flag main() reads
     return root.run()
 
 
@@ -47,37 +53,67 @@ def __getattr__(name: str) -> object:
     raise AttributeError(name)
 
 
+_debug = {"on": False}
+"""Set by ``--debug`` (on the typer path): errors then show their traceback."""
+
+
 def _debug_on() -> bool:
-    root = sys.modules.get("vgpubuild.cli.root")
-    return bool(root is not None and root.debug["on"])
+    return _debug["on"]
+
+
+_SIGNAL_WORDS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+
+
+def _on_stop_signal(signum: int, _frame: FrameType | None) -> None:
+    """Ctrl-C, SIGTERM (timeout, systemd, CI cancel) and SIGHUP end the run the same way.
+
+    The first one raises, so every ``finally`` on the way out cleans up (patch.sh's process
+    group is killed, the work folder removed); later ones are ignored until the run has
+    cleaned up, so an impatient second Ctrl-C cannot leave half a folder behind.
+    """
+    for sig in _SIGNAL_WORDS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(
+        f"interrupted ({_SIGNAL_WORDS[signal.Signals(signum)]})",
+        hint="Nothing partial was left at the output",
+        signum=signum,
+    )
+
+
+def _os_error(exc: OSError) -> VgpubuildError | None:
+    """A last resort for an ``OSError`` no layer turned into a vgpubuild error."""
+    if is_disk_full(exc):
+        where = os.path.dirname(exc.filename) if isinstance(exc.filename, str) else "."
+        return DiskFullError(where or ".")
+    return None
+
+
+def _fail(exc: VgpubuildError) -> NoReturn:
+    if _debug_on():
+        import traceback
+
+        traceback.print_exc()
+    from vgpubuild.log import redact
+
+    sys.stderr.write(f"error: {redact(str(exc))}\n")
+    sys.exit(exc.exit_code)
 
 
 def main() -> None:
     """Run the CLI; turn vgpubuild errors into one line on stderr and their exit code."""
+    for sig in _SIGNAL_WORDS:
+        signal.signal(sig, _on_stop_signal)
     try:
-        try:
-            code = _dispatch(sys.argv[1:])
-        except KeyboardInterrupt:  # the fast lane has no signal handler of its own
-            raise Interrupted(
-                "interrupted", hint="Nothing partial was left at the output."
-            ) from None
+        code = _dispatch(sys.argv[1:])
     except VgpubuildError as exc:
-        if _debug_on():
-            import traceback
-
-            traceback.print_exc()
-        from vgpubuild.log import redact
-
-        sys.stderr.write(f"error: {redact(str(exc))}\n")
-        sys.exit(exc.exit_code)
-    except Exception:
+        _fail(exc)
+    except Exception as exc:
         if _debug_on():
             raise
         if isinstance(exc, OSError) and (known := _os_error(exc)) is not None:
             _fail(known)
-        exc_type, exc_value, _ = sys.exc_info()
         sys.stderr.write(
-            f"error: internal error ({exc_type.__name__ if exc_type else '?'}: {exc_value}). "
+            f"error: internal error ({type(exc).__name__}: {exc}). "
             "Run again with --debug and report the traceback.\n"
         )
         sys.exit(1)

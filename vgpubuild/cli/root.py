@@ -10,17 +10,15 @@ summaries without importing any command module.
 from __future__ import annotations
 
 import importlib
-import signal
 import sys
 from collections.abc import Iterator, MutableMapping
-from types import FrameType
 from typing import Annotated, Any, NamedTuple
 
 import typer
 from typer.core import TyperGroup
 
 from vgpubuild import __version__
-from vgpubuild.errors import Interrupted, exit_code_summary
+from vgpubuild.errors import exit_code_summary
 
 HELP = """Build patched NVIDIA vGPU drivers reproducibly, for NixOS and everyone else.
 
@@ -143,6 +141,9 @@ class _LazyGroup(TyperGroup):
             formatter.write_dl([(name, command.summary) for name, command in COMMANDS.items()])
 
 
+debug = {"on": False}
+"""Set by ``--debug``; the entry point puts its own flag here, and shows tracebacks then."""
+
 app = typer.Typer(
     name="vgpubuild",
     cls=_LazyGroup,
@@ -154,10 +155,6 @@ app = typer.Typer(
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-debug = {"on": False}
-"""Set by ``--debug``: the entry point then shows tracebacks."""
-
 
 def _version(value: bool) -> None:
     if value:
@@ -200,16 +197,10 @@ _CLICK_ERROR: type[Exception] = next(
 """click's usage-error base (vendored inside typer in recent releases, so found by name)."""
 
 
-def _on_sigint(_signum: int, _frame: FrameType | None) -> None:
-    # click would turn a KeyboardInterrupt into its own "Aborted!" with exit code 1.
-    raise Interrupted("interrupted", hint="Nothing partial was left at the output.")
-
-
 def run() -> int:
     """Run the command line through typer; click's usage errors become one line."""
     from vgpubuild.cli.globalopts import hoist
 
-    signal.signal(signal.SIGINT, _on_sigint)
     try:
         args = hoist(lambda: typer.main.get_command(app), sys.argv[1:])
         code = app(args=args, prog_name="vgpubuild", standalone_mode=False)
