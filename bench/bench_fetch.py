@@ -62,7 +62,8 @@ def rows() -> list[Row]:
             [sys.executable, "-c", SERVER, str(ROOT / "tests"), str(data)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            text=True, errors="backslashreplace",
+            text=True,
+            errors="backslashreplace",
         )
         try:
             assert server.stdout is not None
@@ -81,6 +82,7 @@ def rows() -> list[Row]:
                 env=env,
                 capture_output=True,
                 text=True,
+                errors="backslashreplace",
                 check=True,
             )
             rereads = watched.stderr.count("REREAD ")

@@ -109,7 +109,9 @@ class Workload:
 
     @property
     def ratios(self) -> list[float]:
-        return [a.seconds / b.seconds for a, b in zip(self.ours_runs, self.reference_runs, strict=True)]
+        return [
+            a.seconds / b.seconds for a, b in zip(self.ours_runs, self.reference_runs, strict=True)
+        ]
 
     def row(self) -> Row:
         median = statistics.median(self.ratios)
@@ -188,6 +190,7 @@ def sha256_bytes_per_second() -> float:
             ["openssl", "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "3"],
             capture_output=True,
             text=True,
+            errors="backslashreplace",
             check=False,
         )
         for line in proc.stdout.splitlines():

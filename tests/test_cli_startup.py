@@ -30,7 +30,11 @@ main()
 def imported(*args: str) -> set[str]:
     """The modules ``vgpubuild ARGS`` has loaded when it exits."""
     proc = subprocess.run(
-        [sys.executable, "-c", SHOW_MODULES, *args], capture_output=True, text=True, check=False
+        [sys.executable, "-c", SHOW_MODULES, *args],
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        check=False,
     )
     line = next(line for line in proc.stderr.splitlines() if line.startswith("MODULES "))
     return set(line.split()[1:])
