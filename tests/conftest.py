@@ -79,6 +79,35 @@ def run_cli(*args: str, input: bytes | None = None, env: dict[str, str] | None =
     )
 
 
+def run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """Run the CLI with stderr on a pseudo-terminal; return (exit code, what the tty got).
+
+    Progress bars and colours are only ever for terminals, so this is how tests see them.
+    """
+    import pty
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vgpubuild", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        seen += data
+    proc.wait(timeout=60)
+    os.close(primary)
+    return proc.returncode, seen
+
+
 @pytest.fixture
 def cli() -> type[Result]:
     return Result

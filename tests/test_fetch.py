@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_on_a_terminal
 from httpserver import FaultServer, drop, ignore_range, redirect, short, slow, status
 
 from vgpubuild.cache import Cache
@@ -349,29 +349,7 @@ def test_cli_never_prints_secrets(
 
 
 def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
-    """Run the CLI with stderr on a pseudo-terminal; return (exit code, what the tty got)."""
-    import pty
-
-    primary, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vgpubuild", *args],
-        env={**os.environ, **env, "COLUMNS": "100"},
-        stdout=subprocess.PIPE,
-        stderr=secondary,
-    )
-    os.close(secondary)
-    seen = b""
-    while True:
-        try:
-            data = os.read(primary, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        seen += data
-    proc.wait(timeout=60)
-    os.close(primary)
-    return proc.returncode, seen
+    return run_on_a_terminal(args, {**env, "COLUMNS": "100"})
 
 
 @pytest.mark.parametrize("extra", [(), ("--json",)])

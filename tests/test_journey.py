@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nixenv
 import pytest
-from conftest import require_tool, run_cli
+from conftest import require_tool, run_cli, run_on_a_terminal
 
 from vgpubuild.cache import Cache
 from vgpubuild.nixhash import Hash
@@ -297,27 +297,7 @@ def test_help_shows_every_text_whole_with_examples_and_uniform_usage() -> None:
 
 def _on_a_terminal(args: list[str], env: dict[str, str]) -> bytes:
     """stderr of the CLI when it is a terminal (colours are only ever for terminals)."""
-    import pty
-    import sys
-
-    primary, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vgpubuild", *args],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=secondary,
-    )  # fmt: skip
-    os.close(secondary)
-    seen = b""
-    while True:
-        try:
-            data = os.read(primary, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        seen += data
-    proc.wait(timeout=60)
-    os.close(primary)
-    return seen
+    return run_on_a_terminal(args, env)[1]
 
 
 def test_no_color_turns_log_colours_off_and_completion_is_on(tmp_path: Path) -> None:
