@@ -8,16 +8,15 @@ first and the branch's list after them.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import run_cli
-from test_pipeline import assert_untouched, manifest, ok
+from test_pipeline import assert_untouched, manifest, ok, write_config
 
-from vgpubuild.demo import DEMO_RELEASE, DemoInputs, Shape, make_demo_inputs
+from vgpubuild.demo import DemoInputs, Shape, make_demo_inputs
 from vgpubuild.errors import PatcherError, UsageError
 from vgpubuild.vgpuconfig.model import VgpuConfig
 
@@ -32,15 +31,7 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoInputs]:
 def build(
     demo: DemoInputs, tmp: Path, *args: str, patcher: Path | None = None, **settings: Any
 ) -> tuple[Any, Path]:
-    config = tmp / "build.json"
-    data: dict[str, Any] = {
-        "release": DEMO_RELEASE,
-        "zip": str(demo.zip_path),
-        "releases": demo.release_mapping(),
-    }
-    if settings:
-        data["patcher"] = settings
-    config.write_text(json.dumps(data))
+    config = write_config(demo, tmp / "build.json", **settings)
     out = tmp / "out"
     result = run_cli(
         "patch", "--config", str(config), "--patcher", str(patcher or demo.patcher_dir),

@@ -221,6 +221,19 @@ def _read_narinfo(path: Path) -> NarInfo | None:
         ) from None
 
 
+def _result(
+    info: NarInfo, narinfo: Path, nar: Path, key: SecretKey | None, *, kept: bool
+) -> ExportResult:
+    return ExportResult(
+        info,
+        narinfo,
+        nar,
+        signed_by=key.name if key else None,
+        public_key=key.public.text if key else None,
+        kept=kept,
+    )
+
+
 def _kept(
     existing: NarInfo, wanted: PathInfo, narinfo: Path, key: SecretKey | None
 ) -> ExportResult:
@@ -249,14 +262,7 @@ def _kept(
             f"the cache's entry for {wanted.store_path} names {existing.url!r}, which is missing",
             hint=replace_hint,
         )
-    return ExportResult(
-        existing,
-        narinfo,
-        nar,
-        signed_by=key.name if key else None,
-        public_key=key.public.text if key else None,
-        kept=True,
-    )
+    return _result(existing, narinfo, nar, key, kept=True)
 
 
 def export(
@@ -329,11 +335,4 @@ def export(
             dest / "nix-cache-info",
             f"StoreDir: {directory}\nWantMassQuery: 1\nPriority: {CACHE_PRIORITY}\n".encode(),
         )
-    return ExportResult(
-        info,
-        narinfo,
-        nar,
-        signed_by=key.name if key else None,
-        public_key=key.public.text if key else None,
-        kept=False,
-    )
+    return _result(info, narinfo, nar, key, kept=False)
